@@ -1,0 +1,5 @@
+"""Compression core: plain PyTorch (and timm layers), no OpenMMLab import."""
+from .token_state import TokenState
+from .vit_layers import Attention, AttentionInfo, Block
+
+__all__ = ['Attention', 'AttentionInfo', 'Block', 'TokenState']

@@ -1,0 +1,170 @@
+"""Transformer layers of a plain ViT, shaped for token and channel reduction.
+
+Parameter names follow timm's ``VisionTransformer`` (``qkv``, ``proj``,
+``norm1``, ``mlp.fc1`` ...), so official DeiT/timm weights load without
+renaming. Unlike timm's block, :class:`Block` splits into an attention half and
+an MLP half: token reducers act between the two (where the attention keys are
+at hand), and per-head widths can shrink independently for query/key and value
+channels once a model is channel-pruned.
+"""
+from functools import partial
+from typing import NamedTuple, Optional, Tuple
+
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import Tensor, nn
+
+
+class AttentionInfo(NamedTuple):
+    """What a token reducer may need from the attention it follows.
+
+    Attributes:
+        q (Tensor): Queries ``(B, h, N, qk_dim)``.
+        k (Tensor): Keys ``(B, h, N, qk_dim)``.
+        scale (float): Softmax scale of the logits ``q @ k^T``.
+    """
+    q: Tensor
+    k: Tensor
+    scale: float
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with fused SDPA and an additive bias.
+
+    Args:
+        dim (int): Width of the residual stream ``C``.
+        num_heads (int): Number of heads ``h``.
+        qkv_bias (bool): Bias in the ``qkv`` projection.
+        attn_drop (float): Dropout on attention probabilities.
+        proj_drop (float): Dropout after the output projection.
+        qk_dim (int, optional): Per-head query/key width. Defaults to
+            ``dim // num_heads``; smaller after channel pruning.
+        v_dim (int, optional): Per-head value width, as ``qk_dim``.
+        scale (float, optional): Softmax scale. Defaults to the *unpruned*
+            head width's ``1 / sqrt(dim // num_heads)``, so a pruned model
+            computes the same logits as the masked model it came from.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 qk_dim: Optional[int] = None,
+                 v_dim: Optional[int] = None,
+                 scale: Optional[float] = None):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(
+                f'dim={dim} is not divisible by num_heads={num_heads}')
+        head_dim = dim // num_heads
+        self.num_heads = num_heads
+        self.qk_dim = qk_dim or head_dim
+        self.v_dim = v_dim or head_dim
+        self.scale = scale if scale is not None else head_dim**-0.5
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(
+            dim, num_heads * (2 * self.qk_dim + self.v_dim), bias=qkv_bias)
+        self.proj = nn.Linear(num_heads * self.v_dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self,
+                x: Tensor,
+                attn_bias: Optional[Tensor] = None
+                ) -> Tuple[Tensor, AttentionInfo]:
+        """
+        Args:
+            x (Tensor): Tokens ``(B, N, C)``.
+            attn_bias (Tensor, optional): Added to the attention logits,
+                broadcastable to ``(B, h, N, N)``; e.g. ``(B, 1, 1, N)``
+                holding ``log(size)`` for proportional attention.
+
+        Returns:
+            tuple: ``out (B, N, C)`` and the :class:`AttentionInfo` (queries,
+            keys, scale) that token reducers score tokens with.
+        """
+        B, N, _ = x.shape
+        h = self.num_heads
+        q, k, v = self.qkv(x).split(
+            [h * self.qk_dim, h * self.qk_dim, h * self.v_dim], dim=-1)
+        q = q.view(B, N, h, self.qk_dim).transpose(1, 2)
+        k = k.view(B, N, h, self.qk_dim).transpose(1, 2)
+        v = v.view(B, N, h, self.v_dim).transpose(1, 2)
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_bias,
+            dropout_p=self.attn_drop if self.training else 0.,
+            scale=self.scale)
+        out = out.transpose(1, 2).reshape(B, N, h * self.v_dim)
+        return self.proj_drop(self.proj(out)), AttentionInfo(q, k, self.scale)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (timm's DeiT block, split in two halves).
+
+    Args:
+        dim (int): Width of the residual stream ``C``.
+        num_heads (int): Number of heads.
+        mlp_hidden (int): MLP hidden width (``4 * dim`` in DeiT).
+        qkv_bias (bool): Bias in the ``qkv`` projection.
+        drop (float): Dropout after projections.
+        attn_drop (float): Dropout on attention probabilities.
+        drop_path (float): Stochastic depth rate of this block.
+        qk_dim (int, optional): Per-head query/key width.
+        v_dim (int, optional): Per-head value width.
+        norm_layer (callable): Normalisation layer (LayerNorm, eps 1e-6).
+        act_layer (callable): MLP activation.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int,
+                 mlp_hidden: int,
+                 qkv_bias: bool = True,
+                 drop: float = 0.,
+                 attn_drop: float = 0.,
+                 drop_path: float = 0.,
+                 qk_dim: Optional[int] = None,
+                 v_dim: Optional[int] = None,
+                 norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                 act_layer=nn.GELU):
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop,
+            proj_drop=drop,
+            qk_dim=qk_dim,
+            v_dim=v_dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(
+            in_features=dim,
+            hidden_features=mlp_hidden,
+            act_layer=act_layer,
+            drop=drop)
+
+    def forward_attn(
+            self,
+            x: Tensor,
+            attn_bias: Optional[Tensor] = None
+    ) -> Tuple[Tensor, AttentionInfo]:
+        """Residual attention half: ``(B, N, C) -> (B, N, C)``, plus the
+        attention's :class:`AttentionInfo`."""
+        out, info = self.attn(self.norm1(x), attn_bias)
+        return x + self.drop_path(out), info
+
+    def forward_mlp(self, x: Tensor) -> Tensor:
+        """Residual MLP half: ``(B, N, C) -> (B, N, C)``."""
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x: Tensor, attn_bias: Optional[Tensor] = None) -> Tensor:
+        x, _ = self.forward_attn(x, attn_bias)
+        return self.forward_mlp(x)

@@ -1,0 +1,3 @@
+from .cait_vit import CAITViT
+
+__all__ = ['CAITViT']

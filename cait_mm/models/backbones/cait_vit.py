@@ -1,0 +1,231 @@
+"""CAITViT: a plain DeiT backbone for dense prediction, ready for compression."""
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.model import BaseModule
+from mmengine.runner import CheckpointLoader
+from timm.layers import PatchEmbed
+from torch import Tensor, nn
+
+from cait_mm.core.token_state import TokenState
+from cait_mm.core.vit_layers import Block
+from cait_mm.registry import MODELS
+from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
+                             unwrap_state_dict)
+
+
+@MODELS.register_module()
+class CAITViT(BaseModule):
+    """DeiT-T/S/B backbone that returns mmseg-style feature maps.
+
+    With no compression it is a plain DeiT (timm's weights and numerics) and
+    returns what mmseg's ``VisionTransformer`` returns: a tuple with one
+    ``(B, C, H/16, W/16)`` map per entry of ``out_indices``.
+
+    Args:
+        arch (str | dict): ``'deit-t'``, ``'deit-s'``, ``'deit-b'``, or a dict
+            with ``embed_dims``, ``num_layers``, ``num_heads``, ``mlp_ratio``.
+        img_size (int | tuple): Input size the position embeddings are stored
+            for; other sizes are served by resampling them on the fly.
+        patch_size (int): Patch size.
+        in_channels (int): Image channels.
+        out_indices (int | Sequence[int]): Blocks whose output is returned;
+            negative values count from the end.
+        qkv_bias (bool): Bias in the ``qkv`` projections.
+        drop_rate (float): Dropout after position embedding and projections.
+        attn_drop_rate (float): Dropout on attention probabilities.
+        drop_path_rate (float): Stochastic depth, linearly increasing.
+        with_cls_token (bool): Keep the class token in the sequence.
+        output_cls_token (bool): Return ``(map, cls_token)`` per output
+            instead of the map alone (needs ``with_cls_token``).
+        final_norm (bool): Apply the final LayerNorm to the last block's
+            output (mmseg's default for DeiT UperNet is ``False``).
+        pad_to_patch (bool): Pad the bottom/right of inputs whose size is not
+            a multiple of ``patch_size`` (as mmseg's ViT does with
+            ``padding='corner'``); when ``False`` such inputs raise.
+        interpolate_mode (str): Mode for resampling position embeddings.
+        pretrained (str, optional): Shortcut for
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
+        init_cfg (dict | list, optional): MMEngine initialisation config.
+            ``type='Pretrained'`` accepts official DeiT/timm files and
+            OpenMMLab checkpoints (with ``prefix='backbone.'``).
+    """
+    arch_zoo = {
+        'deit-t':
+        dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
+        'deit-s':
+        dict(embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4.),
+        'deit-b':
+        dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.),
+    }
+    num_prefix_tokens = 1
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 'deit-s',
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 with_cls_token: bool = True,
+                 output_cls_token: bool = False,
+                 final_norm: bool = False,
+                 pad_to_patch: bool = True,
+                 interpolate_mode: str = 'bicubic',
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[Dict, list]] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError(
+                    'Set either `pretrained` or `init_cfg`, not both')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+                dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
+            ]
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        if output_cls_token and not with_cls_token:
+            raise ValueError('output_cls_token=True needs with_cls_token=True')
+        embed_dims = self.arch_settings['embed_dims']
+        num_layers = self.arch_settings['num_layers']
+        self.embed_dims = embed_dims
+        self.num_layers = num_layers
+        self.patch_size = patch_size
+        self.with_cls_token = with_cls_token
+        self.output_cls_token = output_cls_token
+        self.final_norm = final_norm
+        self.pad_to_patch = pad_to_patch
+        self.interpolate_mode = interpolate_mode
+        self.out_indices = self._parse_out_indices(out_indices, num_layers)
+
+        self.patch_embed = PatchEmbed(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_channels,
+            embed_dim=embed_dims,
+            output_fmt='NHWC',
+            strict_img_size=False,
+            dynamic_img_pad=pad_to_patch)
+        self.pos_grid = tuple(self.patch_embed.grid_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, self.num_prefix_tokens + self.pos_grid[0] *
+                        self.pos_grid[1], embed_dims))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
+        mlp_hidden = int(embed_dims * self.arch_settings['mlp_ratio'])
+        self.blocks = nn.ModuleList([
+            Block(
+                embed_dims,
+                self.arch_settings['num_heads'],
+                mlp_hidden,
+                qkv_bias=qkv_bias,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=dpr[i]) for i in range(num_layers)
+        ])
+        if final_norm:
+            self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, Dict]) -> Dict:
+        if isinstance(arch, str):
+            if arch not in cls.arch_zoo:
+                raise ValueError(f'Unknown arch "{arch}"; valid archs: '
+                               f'{sorted(cls.arch_zoo)}, or a dict with '
+                               'embed_dims, num_layers, num_heads, mlp_ratio')
+            return dict(cls.arch_zoo[arch])
+        required = {'embed_dims', 'num_layers', 'num_heads', 'mlp_ratio'}
+        if not isinstance(arch, dict) or set(arch) != required:
+            raise ValueError(f'A custom arch must be a dict with exactly the '
+                           f'keys {sorted(required)}, got {arch!r}')
+        return dict(arch)
+
+    @staticmethod
+    def _parse_out_indices(out_indices, num_layers: int) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        parsed = []
+        for index in out_indices:
+            if not -num_layers <= index < num_layers:
+                raise IndexError(f'out_indices entry {index} is out of range '
+                                 f'for {num_layers} blocks')
+            parsed.append(index % num_layers)
+        return tuple(parsed)
+
+    # ------------------------------------------------------------- weights
+    def init_weights(self) -> None:
+        if isinstance(self.init_cfg, dict) and \
+                self.init_cfg.get('type') == 'Pretrained':
+            self._load_pretrained(self.init_cfg['checkpoint'],
+                                  self.init_cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()
+        nn.init.trunc_normal_(self.pos_embed, std=.02)
+        nn.init.trunc_normal_(self.cls_token, std=.02)
+
+    def _load_pretrained(self, filename: str, prefix: Optional[str]) -> None:
+        """Load DeiT/timm or OpenMMLab weights, resizing position embeddings.
+        """
+        checkpoint = CheckpointLoader.load_checkpoint(
+            filename, map_location='cpu')
+        state = unwrap_state_dict(checkpoint, prefix)
+        state = convert_timm_vit(state, keep_final_norm=self.final_norm)
+        if 'pos_embed' in state:
+            state['pos_embed'] = resize_pos_embed(
+                state['pos_embed'], self.pos_grid, self.num_prefix_tokens,
+                self.interpolate_mode)
+        load_strict(self, state, source=f'Checkpoint "{filename}"')
+
+    # ------------------------------------------------------------- forward
+    def _embed(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        """Images ``(B, 3, H, W)`` -> tokens ``(B, P + h*w, C)`` and grid."""
+        H, W = x.shape[-2:]
+        if not self.pad_to_patch and (H % self.patch_size
+                                      or W % self.patch_size):
+            raise ValueError(
+                f'Input size {H}x{W} is not a multiple of the patch size '
+                f'{self.patch_size}: pad the inputs (e.g. size_divisor='
+                f'{self.patch_size} in the data preprocessor) or build '
+                'CAITViT with pad_to_patch=True')
+        x = self.patch_embed(x)
+        grid = tuple(x.shape[1:3])
+        pos = resize_pos_embed(self.pos_embed, grid, self.num_prefix_tokens,
+                               self.interpolate_mode) \
+            if grid != self.pos_grid else self.pos_embed
+        x = x.flatten(1, 2) + pos[:, self.num_prefix_tokens:]
+        if self.with_cls_token:
+            cls = (self.cls_token + pos[:, :self.num_prefix_tokens])
+            x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.pos_drop(x), grid
+
+    def forward(self, x: Tensor) -> Tuple:
+        """
+        Args:
+            x (Tensor): Images ``(B, in_channels, H, W)``.
+
+        Returns:
+            tuple: per ``out_indices`` entry, a map ``(B, C, ceil(H/16),
+            ceil(W/16))`` (or ``(map, cls_token (B, C))`` pairs with
+            ``output_cls_token``).
+        """
+        x, grid = self._embed(x)
+        state = TokenState.from_grid(grid)
+        prefix = self.num_prefix_tokens if self.with_cls_token else 0
+        outs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x, state.attn_bias(prefix))
+            if self.final_norm and i == self.num_layers - 1:
+                x = self.norm(x)
+            if i in self.out_indices:
+                feat = state.to_map(x[:, prefix:])
+                outs.append((feat, x[:, 0]) if self.output_cls_token else feat)
+        return tuple(outs)

@@ -1,0 +1,33 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_tool(args, cwd=REPO, env=None, check=True, timeout=900):
+    """Run ``python <args>`` in the repo, return the CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, *args],
+                          cwd=cwd,
+                          env=full_env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}')
+    return proc
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """A tiny demo dataset: 8 training and 4 validation 64x64 scenes."""
+    from cait_mm.datasets.demo_shapes_generator import generate_demo_dataset
+    root = str(tmp_path_factory.mktemp('demo_shapes'))
+    generate_demo_dataset(root, seed=3, num_train=8, num_val=4, size=(64, 64))
+    return root

@@ -1,0 +1,93 @@
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from cait_mm.models import CAITViT
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _mmseg_config(name):
+    import mmseg
+    return Config.fromfile(
+        osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', name))
+
+
+MMSEG_DEIT_S = 'vit/vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py'
+
+
+def _build(cfg):
+    from mmseg.registry import MODELS
+    init_default_scope(cfg.default_scope)
+    cfg.model.pretrained = None
+    return MODELS.build(cfg.model)
+
+
+def _without_scope(value):
+    """Drop the ``_scope_`` keys MMEngine adds to ``mmseg::`` bases."""
+    if isinstance(value, dict):
+        return {
+            k: _without_scope(v)
+            for k, v in value.items() if k != '_scope_'
+        }
+    if isinstance(value, (list, tuple)):
+        return [_without_scope(v) for v in value]
+    return value
+
+
+def _param_shapes(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def test_baseline_keeps_mmseg_head_schedule_and_data():
+    ours = Config.fromfile(osp.join(REPO, 'configs/upernet_deit_s_ade20k.py'))
+    mmseg = _mmseg_config(MMSEG_DEIT_S)
+    assert ours.default_scope == 'mmseg'
+    assert ours.model.backbone.type == 'cait_mm.CAITViT'
+    assert ours.model.pretrained == mmseg.model.pretrained
+    for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
+                'train_cfg', 'test_cfg'):
+        assert _without_scope(ours.model[key]) == _without_scope(
+            mmseg.model[key]), key
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
+                'param_scheduler', 'train_cfg'):
+        assert _without_scope(ours[key]) == _without_scope(mmseg[key]), key
+
+
+def test_baseline_model_matches_mmseg_vit_upernet_in_size():
+    ours = _build(
+        Config.fromfile(osp.join(REPO, 'configs/upernet_deit_s_ade20k.py')))
+    mmseg = _build(_mmseg_config(MMSEG_DEIT_S))
+    assert isinstance(ours.backbone, CAITViT)
+    assert _param_shapes(ours.decode_head) == _param_shapes(mmseg.decode_head)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # the same ViT, except the patch-embedding bias DeiT has and mmseg's
+    # ViT drops
+    assert ours.backbone.patch_embed.proj.bias.numel() == 384
+    assert count(ours.backbone) == count(mmseg.backbone) + 384
+    assert count(ours) == count(mmseg) + 384
+    ours.eval()
+    with torch.no_grad():
+        logits = ours(torch.randn(1, 3, 64, 96), mode='tensor')
+    assert logits.shape == (1, 150, 4, 6)  # decode head: 1/16
+
+
+def test_demo_config_builds_and_runs():
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/demo/upernet_deit_t_demo_shapes.py'))
+    assert cfg.train_dataloader.dataset.type == 'cait_mm.DemoShapesDataset'
+    model = _build(cfg).eval()
+    assert model.backbone.embed_dims == 192
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64), mode='tensor').shape == \
+            (2, 6, 4, 4)
+
+
+def test_unknown_config_key_is_reported():
+    cfg = Config.fromfile(osp.join(REPO, 'configs/upernet_deit_s_ade20k.py'))
+    cfg.model.backbone.embed_dim = 384  # timm's spelling, not ours
+    with pytest.raises(TypeError, match='embed_dim'):
+        _build(cfg)

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from timm.models.vision_transformer import Block as TimmBlock
+
+from cait_mm.core import Attention, Block
+
+
+def _timm_pair(dim=48, heads=4):
+    torch.manual_seed(0)
+    ref = TimmBlock(dim, heads, mlp_ratio=4., qkv_bias=True).eval()
+    ours = Block(dim, heads, mlp_hidden=4 * dim).eval()
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def test_block_matches_timm_block_and_has_its_weight_names():
+    ref, ours = _timm_pair()
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    x = torch.randn(2, 17, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
+
+
+def test_block_halves_compose_to_the_block():
+    _, ours = _timm_pair()
+    x = torch.randn(2, 10, 48)
+    with torch.no_grad():
+        mid, info = ours.forward_attn(x)
+        assert info.q.shape == info.k.shape == (2, 4, 10, 12)
+        assert info.scale == 12**-0.5
+        torch.testing.assert_close(ours.forward_mlp(mid), ours(x))
+
+
+def test_attention_bias_is_added_to_logits():
+    attn = Attention(32, 4).eval()
+    x = torch.randn(1, 6, 32)
+    bias = torch.zeros(1, 1, 1, 6)
+    bias[..., 2] = -float('inf')  # token 2 can no longer be attended to
+    with torch.no_grad():
+        out, _ = attn(x, bias)
+        x2 = x.clone()
+        x2[:, 2] = 100.  # so changing it must not change the others' output
+        out2, _ = attn(x2, bias)
+    keep = [0, 1, 3, 4, 5]
+    torch.testing.assert_close(out[:, keep], out2[:, keep])
+
+
+def test_pruned_head_widths_shape_the_projections():
+    attn = Attention(64, 4, qk_dim=6, v_dim=10)
+    assert attn.qkv.out_features == 4 * (6 + 6 + 10)
+    assert attn.proj.in_features == 40
+    # the softmax scale is the unpruned head width's
+    assert attn.scale == pytest.approx(16**-0.5)
+    out, info = attn(torch.randn(3, 5, 64))
+    assert out.shape == (3, 5, 64) and info.k.shape == (3, 4, 5, 6)
+
+
+def test_dim_must_split_into_heads():
+    with pytest.raises(ValueError, match='not divisible by num_heads'):
+        Attention(30, 4)

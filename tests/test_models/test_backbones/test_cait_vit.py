@@ -1,0 +1,134 @@
+import pytest
+import timm
+import torch
+
+from cait_mm.models import CAITViT
+
+TINY = dict(embed_dims=32, num_layers=4, num_heads=2, mlp_ratio=2.)
+
+
+@pytest.fixture(scope='module')
+def timm_deit_s(tmp_path_factory):
+    """A randomly initialised timm DeiT-S saved like the official file."""
+    torch.manual_seed(0)
+    model = timm.create_model('deit_small_patch16_224', pretrained=False)
+    path = tmp_path_factory.mktemp('ckpt') / 'deit_small_patch16_224.pth'
+    torch.save({'model': model.state_dict()}, path)
+    return model.eval(), str(path)
+
+
+@pytest.mark.parametrize('size, grid', [((224, 224), (14, 14)),
+                                        ((512, 512), (32, 32)),
+                                        ((256, 512), (16, 32)),
+                                        ((96, 160), (6, 10)),
+                                        ((100, 130), (7, 9))])
+def test_output_shapes_follow_the_input(size, grid):
+    model = CAITViT(arch=TINY, img_size=64, out_indices=(1, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    assert len(outs) == 2
+    for out in outs:
+        assert out.shape == (2, 32, *grid)
+
+
+def test_presets():
+    expected = {'deit-t': (192, 3), 'deit-s': (384, 6), 'deit-b': (768, 12)}
+    for arch, (dims, heads) in expected.items():
+        model = CAITViT(arch=arch)
+        assert model.embed_dims == dims
+        assert model.blocks[0].attn.num_heads == heads
+        assert len(model.blocks) == 12
+
+
+def test_features_equal_timm_deit(timm_deit_s):
+    reference, path = timm_deit_s
+    model = CAITViT(
+        arch='deit-s', out_indices=(2, 5, 8, 11), final_norm=True,
+        pretrained=path).eval()
+    model.init_weights()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(x)
+        ref = reference.forward_intermediates(
+            x, indices=[2, 5, 8], norm=False, output_fmt='NCHW',
+            intermediates_only=True)
+        last = reference.forward_features(x)[:, 1:]
+    for a, b in zip(ours[:3], ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        ours[3], last.transpose(1, 2).reshape(2, 384, 14, 14), rtol=0,
+        atol=1e-5)
+
+
+def test_loading_resizes_position_embeddings(timm_deit_s):
+    reference, path = timm_deit_s
+    model = CAITViT(arch='deit-s', img_size=512, pretrained=path)
+    model.init_weights()
+    assert model.pos_embed.shape == (1, 1 + 32 * 32, 384)
+    torch.testing.assert_close(model.pos_embed[:, 0],
+                               reference.pos_embed[:, 0])
+    torch.testing.assert_close(model.blocks[3].mlp.fc1.weight,
+                               reference.blocks[3].mlp.fc1.weight)
+
+
+def test_distilled_deit_checkpoint_drops_the_distillation_token(tmp_path):
+    distilled = timm.create_model(
+        'deit_tiny_distilled_patch16_224', pretrained=False)
+    path = tmp_path / 'deit_tiny_distilled.pth'
+    torch.save({'model': distilled.state_dict()}, path)
+    model = CAITViT(arch='deit-t', pretrained=str(path))
+    model.init_weights()
+    torch.testing.assert_close(model.pos_embed[:, 1:],
+                               distilled.pos_embed[:, 2:])
+
+
+def test_openmmlab_checkpoint_with_prefix(tmp_path):
+    source = CAITViT(arch=TINY, out_indices=(3, ))
+    source.init_weights()
+    path = tmp_path / 'segmentor.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in source.state_dict().items()}},
+               path)
+    model = CAITViT(
+        arch=TINY,
+        out_indices=(3, ),
+        init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                      prefix='backbone.'))
+    model.init_weights()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], source(x)[0])
+
+
+def test_checkpoint_that_does_not_fit_lists_keys(timm_deit_s):
+    _, path = timm_deit_s
+    model = CAITViT(arch='deit-t', pretrained=path)
+    with pytest.raises(RuntimeError) as err:
+        model.init_weights()
+    assert 'shape mismatch' in str(err.value)
+    assert 'blocks.0.attn.qkv.weight' in str(err.value)
+
+    shallow = CAITViT(arch=dict(TINY, embed_dims=384, num_heads=6),
+                      pretrained=path)
+    with pytest.raises(RuntimeError, match='unexpected keys.*blocks.11'):
+        shallow.init_weights()
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="valid archs: .*'deit-b'"):
+        CAITViT(arch='deit-xl')
+    with pytest.raises(ValueError, match="exactly the keys"):
+        CAITViT(arch=dict(embed_dims=32, num_layers=2))
+    with pytest.raises(IndexError, match='out_indices entry 12'):
+        CAITViT(arch='deit-t', out_indices=(2, 12))
+    strict = CAITViT(arch=TINY, pad_to_patch=False)
+    with pytest.raises(ValueError, match='not a multiple of the patch size'):
+        strict(torch.randn(1, 3, 64, 70))
+
+
+def test_negative_out_indices_and_cls_token_output():
+    model = CAITViT(arch=TINY, out_indices=-1, output_cls_token=True)
+    (feat, cls), = model(torch.randn(2, 3, 32, 48))
+    assert feat.shape == (2, 32, 2, 3) and cls.shape == (2, 32)
+    no_cls = CAITViT(arch=TINY, out_indices=(0, ), with_cls_token=False)
+    assert no_cls(torch.randn(1, 3, 32, 32))[0].shape == (1, 32, 2, 2)

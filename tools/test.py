@@ -1,0 +1,126 @@
+"""Test (and evaluate) a cait_mm model, the mmseg/mmdet way.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
+        [--show] [--show-dir DIR] [--amp] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+``--out`` and ``--show-dir`` mean what they mean in the config's task
+(``default_scope``): for mmseg, a directory of predicted label maps and of
+painted images; for mmdet, a ``.pkl`` of raw detections and painted images.
+The checkpoint is loaded strictly: one that does not fit the config fails,
+listing the missing and unexpected keys.
+"""
+import argparse
+import functools
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from cait_mm.engine import setup_cpu_distributed
+from cait_mm.utils.dataset_paths import check_dataset_paths
+
+TASKS = ('mmseg', 'mmdet')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test a cait_mm model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the dir to save the file with evaluation metrics')
+    parser.add_argument(
+        '--out',
+        help='mmseg: directory for predicted label maps; mmdet: .pkl file '
+        'for the raw detections')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images will be saved')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--amp', action='store_true', help='test with mixed precision')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, xxx=yyy format; lists as key="[a,b]"')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def enable_visualization(cfg, args):
+    """Turn on the task's ``VisualizationHook`` for --show / --show-dir."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise RuntimeError('--show/--show-dir need a VisualizationHook in '
+                           "default_hooks, e.g. visualization=dict(type="
+                           "'SegVisualizationHook')")
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if cfg.default_scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            cfg.visualizer['save_dir'] = args.show_dir
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    task = cfg.get('default_scope')
+    if task not in TASKS:
+        raise ValueError(f'{args.config}: default_scope={task!r}; '
+                         f'tools/test.py handles {TASKS}')
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint "{args.checkpoint}" not found')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args)
+    if args.amp:
+        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+    if args.out is not None and task == 'mmseg':
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    elif args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl file for mmdet: {args.out}')
+
+    check_dataset_paths(cfg, ['test_dataloader'])
+    setup_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+        else RUNNERS.build(cfg)
+    # MMEngine loads non-strictly (it warns and goes on); evaluating a model
+    # with half of its weights missing would report a meaningless score.
+    runner.load_checkpoint = functools.partial(
+        runner.load_checkpoint, strict=True)
+    if args.out is not None and task == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
