@@ -22,29 +22,59 @@ class TokenState:
         source (Tensor, optional): ``(B, H0 * W0)`` long, the index of the
             current token that holds each original patch; ``None`` while the
             map is the identity.
+        valid_shape (Tensor, optional): ``(B, 2)`` long, the current
+            ``(h, w)`` of each image's real content in a padded batch: the
+            top-left ``h x w`` tokens of the grid; the rest is padding, which
+            attention ignores. ``None`` when nothing is padded.
     """
     grid_size: Tuple[int, int]
     shape: Optional[Tuple[int, int]] = None
     size: Optional[Tensor] = None
     source: Optional[Tensor] = None
+    valid_shape: Optional[Tensor] = None
 
     @classmethod
-    def from_grid(cls, grid_size: Tuple[int, int]) -> 'TokenState':
+    def from_grid(cls,
+                  grid_size: Tuple[int, int],
+                  valid_shape: Optional[Tensor] = None) -> 'TokenState':
         """State of an unreduced ``(H0, W0)`` grid."""
-        return cls(grid_size=tuple(grid_size), shape=tuple(grid_size))
+        return cls(
+            grid_size=tuple(grid_size),
+            shape=tuple(grid_size),
+            valid_shape=valid_shape)
+
+    def padding_mask(self) -> Optional[Tensor]:
+        """``(B, N)`` bool, True for padding tokens; needs a grid."""
+        if self.valid_shape is None:
+            return None
+        H, W = self.shape
+        rows = torch.arange(H, device=self.valid_shape.device)
+        cols = torch.arange(W, device=self.valid_shape.device)
+        inside = (rows[None, :, None] < self.valid_shape[:, 0, None, None]) \
+            & (cols[None, None, :] < self.valid_shape[:, 1, None, None])
+        return ~inside.flatten(1)
 
     def attn_bias(self, num_prefix_tokens: int) -> Optional[Tensor]:
-        """Proportional-attention bias ``(B, 1, 1, P + N)``: ``log(size)``.
+        """Additive attention bias over keys, ``(B, 1, 1, P + N)``.
 
-        Prefix tokens (class token) have size 1, hence bias 0. Returns
-        ``None`` while all sizes are 1, so attention stays unbiased (and
-        bit-identical to a plain ViT).
+        ``log(size)`` for proportional attention (prefix tokens have size 1,
+        hence 0) and ``-inf`` for padding tokens. Returns ``None`` when there
+        is neither, so attention stays unbiased and bit-identical to a plain
+        ViT.
         """
-        if self.size is None:
+        pad = self.padding_mask()
+        if self.size is None and pad is None:
             return None
-        log_size = self.size.log()
-        prefix = log_size.new_zeros(log_size.shape[0], num_prefix_tokens)
-        return torch.cat([prefix, log_size], dim=1)[:, None, None, :]
+        ref = self.size if self.size is not None else pad
+        bias = torch.zeros(
+            ref.shape[0], ref.shape[1], device=ref.device,
+            dtype=self.size.dtype if self.size is not None else torch.float32)
+        if self.size is not None:
+            bias = bias + self.size.log()
+        if pad is not None:
+            bias = bias.masked_fill(pad, float('-inf'))
+        prefix = bias.new_zeros(bias.shape[0], num_prefix_tokens)
+        return torch.cat([prefix, bias], dim=1)[:, None, None, :]
 
     def restore(self, x: Tensor) -> Tensor:
         """Put reduced tokens back on the original grid.

@@ -186,8 +186,52 @@ class CAITViT(BaseModule):
         load_strict(self, state, source=f'Checkpoint "{filename}"')
 
     # ------------------------------------------------------------- forward
-    def _embed(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
-        """Images ``(B, 3, H, W)`` -> tokens ``(B, P + h*w, C)`` and grid."""
+    def _patch_pos_embed(self, grid: Tuple[int, int],
+                         valid_shape: Optional[Tensor]) -> Tensor:
+        """Position embeddings of the patch tokens, ``(1 or B, h*w, C)``.
+
+        Without padding they are resampled to the whole grid. In a padded
+        batch each image gets them resampled to its own content grid (zeros
+        on padding), so an image's tokens do not depend on what it is
+        batched with.
+        """
+        P = self.num_prefix_tokens
+
+        def resized(size):
+            if tuple(size) == self.pos_grid:
+                return self.pos_embed[:, P:]
+            return resize_pos_embed(self.pos_embed, size, P,
+                                    self.interpolate_mode)[:, P:]
+
+        if valid_shape is None:
+            return resized(grid)
+        B, C = valid_shape.shape[0], self.embed_dims
+        pos = self.pos_embed.new_zeros(B, grid[0], grid[1], C)
+        for size in torch.unique(valid_shape, dim=0).tolist():
+            images = (valid_shape == valid_shape.new_tensor(size)).all(1)
+            pos[images, :size[0], :size[1]] = resized(size).view(
+                1, size[0], size[1], C)
+        return pos.flatten(1, 2)
+
+    def _valid_shape(self, valid_sizes, grid,
+                     device) -> Optional[Tensor]:
+        """Per-image content grid ``(B, 2)`` in tokens, or ``None``."""
+        if valid_sizes is None:
+            return None
+        p = self.patch_size
+        shape = torch.tensor([[-(-int(h) // p), -(-int(w) // p)]
+                              for h, w in valid_sizes],
+                             device=device)
+        if (shape > shape.new_tensor(grid)).any():
+            raise ValueError(f'valid_sizes {list(valid_sizes)} exceed the '
+                             f'input grid {grid} of {p}-pixel patches')
+        if (shape == shape.new_tensor(grid)).all():
+            return None
+        return shape
+
+    def _embed(self, x: Tensor,
+               valid_sizes) -> Tuple[Tensor, TokenState]:
+        """Images ``(B, 3, H, W)`` -> tokens ``(B, P + h*w, C)``, state."""
         H, W = x.shape[-2:]
         if not self.pad_to_patch and (H % self.patch_size
                                       or W % self.patch_size):
@@ -198,34 +242,42 @@ class CAITViT(BaseModule):
                 'CAITViT with pad_to_patch=True')
         x = self.patch_embed(x)
         grid = tuple(x.shape[1:3])
-        pos = resize_pos_embed(self.pos_embed, grid, self.num_prefix_tokens,
-                               self.interpolate_mode) \
-            if grid != self.pos_grid else self.pos_embed
-        x = x.flatten(1, 2) + pos[:, self.num_prefix_tokens:]
+        valid_shape = self._valid_shape(valid_sizes, grid, x.device)
+        x = x.flatten(1, 2) + self._patch_pos_embed(grid, valid_shape)
         if self.with_cls_token:
-            cls = (self.cls_token + pos[:, :self.num_prefix_tokens])
+            cls = self.cls_token + self.pos_embed[:, :self.num_prefix_tokens]
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
-        return self.pos_drop(x), grid
+        return self.pos_drop(x), TokenState.from_grid(grid, valid_shape)
 
-    def forward(self, x: Tensor) -> Tuple:
+    def forward(self, x: Tensor, valid_sizes=None) -> Tuple:
         """
         Args:
             x (Tensor): Images ``(B, in_channels, H, W)``.
+            valid_sizes (Sequence[tuple], optional): Per image, the ``(h, w)``
+                of its content in a batch padded at the bottom/right (e.g.
+                mmdet's ``img_shape``). Padding is then ignored by attention
+                and zeroed in the outputs, so each image gets the features it
+                would get alone.
 
         Returns:
             tuple: per ``out_indices`` entry, a map ``(B, C, ceil(H/16),
             ceil(W/16))`` (or ``(map, cls_token (B, C))`` pairs with
             ``output_cls_token``).
         """
-        x, grid = self._embed(x)
-        state = TokenState.from_grid(grid)
+        x, state = self._embed(x, valid_sizes)
         prefix = self.num_prefix_tokens if self.with_cls_token else 0
+        pad = state.padding_mask()
+        keep = None if pad is None else \
+            (~pad).to(x.dtype).view(x.shape[0], 1, *state.grid_size)
+        attn_bias = state.attn_bias(prefix)
         outs = []
         for i, block in enumerate(self.blocks):
-            x = block(x, state.attn_bias(prefix))
+            x = block(x, attn_bias)
             if self.final_norm and i == self.num_layers - 1:
                 x = self.norm(x)
             if i in self.out_indices:
                 feat = state.to_map(x[:, prefix:])
+                if keep is not None:
+                    feat = feat * keep
                 outs.append((feat, x[:, 0]) if self.output_cls_token else feat)
         return tuple(outs)

@@ -132,3 +132,29 @@ def test_negative_out_indices_and_cls_token_output():
     assert feat.shape == (2, 32, 2, 3) and cls.shape == (2, 32)
     no_cls = CAITViT(arch=TINY, out_indices=(0, ), with_cls_token=False)
     assert no_cls(torch.randn(1, 3, 32, 32))[0].shape == (1, 32, 2, 2)
+
+
+def test_padded_batch_gives_each_image_its_own_features():
+    torch.manual_seed(0)
+    model = CAITViT(arch=TINY, img_size=64, out_indices=(1, 3)).eval()
+    sizes = [(70, 100), (96, 128), (40, 60)]
+    images = [torch.randn(3, h, w) for h, w in sizes]
+    batch = torch.zeros(3, 3, 96, 128)
+    for i, img in enumerate(images):
+        batch[i, :, :img.shape[1], :img.shape[2]] = img
+    with torch.no_grad():
+        batched = model(batch, valid_sizes=sizes)
+        for i, img in enumerate(images):
+            alone = model(img[None])
+            for b, a in zip(batched, alone):
+                h, w = a.shape[-2:]
+                torch.testing.assert_close(
+                    b[i:i + 1, :, :h, :w], a, rtol=1e-5, atol=1e-5)
+                assert b[i, :, h:].abs().sum() == 0
+                assert b[i, :, :, w:].abs().sum() == 0
+        # unpadded valid sizes change nothing
+        full = model(batch, valid_sizes=[(96, 128)] * 3)
+        for f, p in zip(full, model(batch)):
+            torch.testing.assert_close(f, p, rtol=0, atol=0)
+    with pytest.raises(ValueError, match='exceed the input grid'):
+        model(batch, valid_sizes=[(97, 128)] * 3)
