@@ -1,20 +1,24 @@
-# Dense baseline: mmseg's DeiT-S UperNet (80k, 512x512, 42.96 mIoU in mmseg's
-# model zoo) with its ViT replaced by CAITViT in plain DeiT form. Head, neck
-# (none), schedule and data pipeline are mmseg's, inherited unchanged.
-# `model.pretrained` (inherited) is the official DeiT-S file
+# Dense baseline: mmseg's DeiT-S UperNet on ADE20K
+# (vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py, 42.96 mIoU in mmseg's
+# model zoo) with CAITViT in plain DeiT form as the backbone. Same structure
+# as mmseg's config: model base, dataset, runtime, schedule (a test checks
+# that head, data, optimizer and schedule equal mmseg's).
+# `model.pretrained` is the official DeiT-S file
 # deit_small_patch16_224-cd65a155.pth, which CAITViT reads as it is (mmseg's
 # ViT needs it converted by vit2mmseg.py first).
-_base_ = ['mmseg::vit/vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py']
-
-custom_imports = dict(imports=['cait_mm'], allow_failed_imports=False)
-
+_base_ = [
+    './_base_/models/upernet_caitvit_deit_s.py',
+    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
+    './_base_/schedules/schedule_80k_adamw.py'
+]
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='cait_mm.CAITViT',
-        arch='deit-s',
-        img_size=(512, 512),
-        out_indices=(2, 5, 8, 11),
-        drop_path_rate=0.1,
-        final_norm=False,
-        interpolate_mode='bicubic'))
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150))
+
+# By default, models are trained on 8 GPUs with 2 images per GPU
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader

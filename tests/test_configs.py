@@ -1,3 +1,4 @@
+import glob
 import os.path as osp
 
 import pytest
@@ -84,6 +85,39 @@ def test_demo_config_builds_and_runs():
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 64), mode='tensor').shape == \
             (2, 6, 4, 4)
+
+
+SEG_CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs/**/*.py'),
+                                            recursive=True)
+    if '_base_' not in p and Config.fromfile(p).default_scope == 'mmseg')
+
+
+@pytest.mark.parametrize('path', SEG_CONFIGS)
+def test_every_segmentation_config_builds_and_runs(path):
+    cfg = Config.fromfile(osp.join(REPO, path))
+    model = _build(cfg).eval()
+    num_classes = cfg.model.decode_head.num_classes
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 96), mode='tensor')
+    assert logits.shape == (1, num_classes, 4, 6)
+
+
+@pytest.mark.parametrize('path', [
+    'configs/upernet_cait_s_cityscapes.py', 'configs/upernet_cait_s_synapse.py',
+    'configs/upernet_cait_s_potsdam.py'
+])
+def test_other_datasets_keep_the_ade20k_model_and_schedule(path):
+    ade = Config.fromfile(osp.join(REPO, 'configs/upernet_cait_s_ade20k.py'))
+    other = Config.fromfile(osp.join(REPO, path))
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):
+        assert other[key] == ade[key], key
+    for key in ('pretrained', 'neck'):
+        assert other.model[key] == ade.model[key], key
+    backbone = {**other.model.backbone, 'img_size': (512, 512)}
+    assert backbone == ade.model.backbone
+    for head in ('decode_head', 'auxiliary_head'):
+        assert {**other.model[head], 'num_classes': 150} == ade.model[head]
 
 
 def test_unknown_config_key_is_reported():

@@ -15,6 +15,14 @@ PREPARE_HINTS = {
     'Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip into '
     "{data_root}, then run mmseg's tools/dataset_converters/cityscapes.py "
     '{data_root} to make the *labelTrainIds.png maps.',
+    'SynapseDataset':
+    "Download the Synapse multi-organ CT data (RawData.zip) and run mmseg's "
+    'tools/dataset_converters/synapse.py --dataset-path <RawData dir> '
+    '--save-path {data_root}.',
+    'PotsdamDataset':
+    'Download the ISPRS Potsdam zips (2_Ortho_RGB.zip, '
+    "5_Labels_all_noBoundary.zip) and run mmseg's "
+    'tools/dataset_converters/potsdam.py <zip dir> -o {data_root}.',
     'CocoDataset':
     'Put COCO 2017 under {data_root} (train2017/, val2017/, '
     'annotations/instances_*.json); see mmdet\'s docs, '

@@ -7,6 +7,8 @@ from mmengine.runner import CheckpointLoader
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
+from cait_mm.core.atme import ATME  # noqa: F401  (registers the reducer)
+from cait_mm.core.token_reducer import build_token_reducer
 from cait_mm.core.token_state import TokenState
 from cait_mm.core.vit_layers import Block
 from cait_mm.registry import MODELS
@@ -44,6 +46,11 @@ class CAITViT(BaseModule):
             a multiple of ``patch_size`` (as mmseg's ViT does with
             ``padding='corner'``); when ``False`` such inputs raise.
         interpolate_mode (str): Mode for resampling position embeddings.
+        token_merge (dict, optional): ATME token merging, e.g.
+            ``dict(schedule='deit-s', granularity='token')``; see
+            :class:`cait_mm.core.atme.ATME`. Merged tokens are restored to
+            the full grid at every ``out_indices`` block. It has no weights,
+            so it also applies, training-free, to a dense checkpoint.
         pretrained (str, optional): Shortcut for
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict | list, optional): MMEngine initialisation config.
@@ -75,6 +82,7 @@ class CAITViT(BaseModule):
                  final_norm: bool = False,
                  pad_to_patch: bool = True,
                  interpolate_mode: str = 'bicubic',
+                 token_merge: Optional[Dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[Dict, list]] = None):
         if pretrained is not None:
@@ -132,6 +140,8 @@ class CAITViT(BaseModule):
         ])
         if final_norm:
             self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.token_reducer = None if token_merge is None else \
+            build_token_reducer(dict(type='ATME', **token_merge), num_layers)
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -201,7 +211,8 @@ class CAITViT(BaseModule):
             if tuple(size) == self.pos_grid:
                 return self.pos_embed[:, P:]
             return resize_pos_embed(self.pos_embed, size, P,
-                                    self.interpolate_mode)[:, P:]
+                                    self.interpolate_mode,
+                                    old_grid=self.pos_grid)[:, P:]
 
         if valid_shape is None:
             return resized(grid)
@@ -270,9 +281,17 @@ class CAITViT(BaseModule):
         keep = None if pad is None else \
             (~pad).to(x.dtype).view(x.shape[0], 1, *state.grid_size)
         attn_bias = state.attn_bias(prefix)
+        reducer = self.token_reducer
+        reduce_at = reducer.blocks if reducer is not None else ()
         outs = []
         for i, block in enumerate(self.blocks):
-            x = block(x, attn_bias)
+            if i in reduce_at:
+                x, attn = block.forward_attn(x, attn_bias)
+                x, state = reducer(i, x, attn, state, prefix)
+                attn_bias = state.attn_bias(prefix)
+                x = block.forward_mlp(x)
+            else:
+                x = block(x, attn_bias)
             if self.final_norm and i == self.num_layers - 1:
                 x = self.norm(x)
             if i in self.out_indices:

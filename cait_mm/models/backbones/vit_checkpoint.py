@@ -53,23 +53,28 @@ def convert_timm_vit(state: Dict[str, Tensor],
     return {k: v for k, v in state.items() if not k.startswith(drop)}
 
 
-def resize_pos_embed(pos_embed: Tensor, new_grid, num_prefix_tokens: int,
-                     mode: str) -> Tensor:
+def resize_pos_embed(pos_embed: Tensor,
+                     new_grid,
+                     num_prefix_tokens: int,
+                     mode: str,
+                     old_grid=None) -> Tensor:
     """Resample ``(1, P + h*w, C)`` position embeddings to ``new_grid``.
 
-    The old grid is taken to be square, as in every released ViT/DeiT.
+    ``old_grid`` defaults to a square grid, as in every released ViT/DeiT.
     """
     num_patches = pos_embed.shape[1] - num_prefix_tokens
-    old = int(round(num_patches**0.5))
-    if old * old != num_patches:
-        raise ValueError(
-            f'pos_embed has {num_patches} patch positions, not a square grid')
-    if (old, old) == tuple(new_grid):
+    if old_grid is None:
+        side = int(round(num_patches**0.5))
+        if side * side != num_patches:
+            raise ValueError(f'pos_embed has {num_patches} patch positions, '
+                             'not a square grid; give its grid explicitly')
+        old_grid = (side, side)
+    if tuple(old_grid) == tuple(new_grid):
         return pos_embed
     return resample_abs_pos_embed(
         pos_embed,
         new_size=list(new_grid),
-        old_size=[old, old],
+        old_size=list(old_grid),
         num_prefix_tokens=num_prefix_tokens,
         interpolation=mode,
         antialias=False)

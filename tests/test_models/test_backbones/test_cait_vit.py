@@ -158,3 +158,64 @@ def test_padded_batch_gives_each_image_its_own_features():
             torch.testing.assert_close(f, p, rtol=0, atol=0)
     with pytest.raises(ValueError, match='exceed the input grid'):
         model(batch, valid_sizes=[(97, 128)] * 3)
+
+
+MERGE = dict(schedule=[(0, 'h', .5), (1, 'v', .5), (2, 'h', .5)])
+
+
+@pytest.mark.parametrize('granularity', ['token', 'line'])
+def test_token_merge_restores_full_resolution_maps(granularity):
+    model = CAITViT(
+        arch=TINY, img_size=64, out_indices=(0, 3),
+        token_merge=dict(MERGE, granularity=granularity)).eval()
+    for size in [(64, 64), (96, 160), (100, 130), (800 // 8, 1344 // 8)]:
+        with torch.no_grad():
+            outs = model(torch.randn(2, 3, *size))
+        grid = (-(-size[0] // 16), -(-size[1] // 16))
+        assert [tuple(o.shape) for o in outs] == [(2, 32, *grid)] * 2
+
+
+def test_token_merge_applies_to_a_dense_checkpoint(timm_deit_s):
+    """Training-free use: ATME adds no weights, so a dense checkpoint loads
+    as it is; blocks before the first merge compute exactly what they did."""
+    _, path = timm_deit_s
+    dense = CAITViT(arch='deit-s', out_indices=(2, 3, 11), pretrained=path)
+    merged = CAITViT(arch='deit-s', out_indices=(2, 3, 11), pretrained=path,
+                     token_merge=dict(schedule='deit-s'))
+    assert dense.state_dict().keys() == merged.state_dict().keys()
+    dense.init_weights()
+    merged.init_weights()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        (d2, d3, d11), (m2, m3, m11) = dense.eval()(x), merged.eval()(x)
+    assert torch.equal(d2, m2)
+    # the preset's first merge is in block 3, after its attention
+    assert not torch.allclose(d3, m3)
+    assert m11.shape == d11.shape == (1, 384, 14, 14)
+
+
+def test_padded_batch_with_token_merge_gives_each_image_its_own_features():
+    torch.manual_seed(0)
+    model = CAITViT(arch=TINY, img_size=64, out_indices=(1, 3),
+                    token_merge=MERGE).eval()
+    sizes = [(70, 100), (96, 128), (40, 60), (96, 50)]
+    images = [torch.randn(3, h, w) for h, w in sizes]
+    batch = torch.zeros(len(sizes), 3, 96, 128)
+    for i, img in enumerate(images):
+        batch[i, :, :img.shape[1], :img.shape[2]] = img
+    with torch.no_grad():
+        batched = model(batch, valid_sizes=sizes)
+        for i, img in enumerate(images):
+            alone = model(img[None])
+            for b, a in zip(batched, alone):
+                h, w = a.shape[-2:]
+                torch.testing.assert_close(
+                    b[i:i + 1, :, :h, :w], a, rtol=1e-4, atol=1e-4)
+                assert b[i, :, h:].abs().sum() == 0
+                assert b[i, :, :, w:].abs().sum() == 0
+
+
+def test_token_merge_schedule_is_checked_at_build_time():
+    with pytest.raises(ValueError, match=r'entry 1 \(4, .h., 0.5\)'):
+        CAITViT(arch=TINY, token_merge=dict(schedule=[(0, 'h', .5),
+                                                      (4, 'h', .5)]))

@@ -1,0 +1,199 @@
+"""Measure models side by side: same input, one run, ratios to the first.
+
+Timing interleaves the models (round-robin over repeats), so a slow spell of
+a shared machine hits every model alike instead of whichever ran then; the
+median of the repeats is reported.
+"""
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from torch import nn
+
+from .complexity import count_flops, count_params
+
+PARTS = ('model', 'features', 'backbone')
+
+
+@dataclass
+class Entry:
+    """One model to measure: a config and its overrides."""
+    config: str
+    overrides: Dict = field(default_factory=dict)
+    label: Optional[str] = None
+
+    @classmethod
+    def parse(cls, spec: str) -> 'Entry':
+        """``CONFIG[@key=value[@key=value...]]``; values as --cfg-options.
+
+        e.g. ``configs/upernet_deit_s_ade20k.py@model.backbone.token_merge
+        .schedule=deit-s``.
+        """
+        config, *pairs = spec.split('@')
+        overrides = {}
+        for pair in pairs:
+            if '=' not in pair:
+                raise ValueError(f'Override "{pair}" in "{spec}" is not '
+                                 'key=value')
+            key, value = pair.split('=', 1)
+            overrides[key] = DictAction._parse_iterable(value)
+        return cls(config, overrides)
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        stem = self.config.rsplit('/', 1)[-1].rsplit('.', 1)[0]
+        extra = ' '.join(f'{k.rsplit(".", 1)[-1]}={v}'
+                         for k, v in self.overrides.items())
+        return f'{stem} {extra}'.strip()
+
+
+@dataclass
+class Result:
+    name: str
+    part: str
+    flops: int
+    params: int
+    latency_ms: float
+    images_per_s: float
+    speedup: float = 1.
+    flops_ratio: float = 1.
+
+
+def build_model(entry: Entry, device: str) -> nn.Module:
+    """Build the entry's model (no weights loaded: speed needs none)."""
+    cfg = Config.fromfile(entry.config)
+    cfg.merge_from_dict(entry.overrides)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    scope = cfg.get('default_scope', 'mmseg')
+    init_default_scope(scope)
+    from mmengine.registry import MODELS
+    cfg.model.pop('pretrained', None)
+    cfg.model.get('backbone', {}).pop('init_cfg', None)
+    model = MODELS.build(cfg.model)
+    return model.to(device).eval()
+
+
+def _data_samples(scope: str, batch: int, shape: Tuple[int, int]):
+    meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                batch_input_shape=shape, scale_factor=(1., 1.),
+                padding_size=[0, 0, 0, 0])
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample as Sample
+    else:
+        from mmseg.structures import SegDataSample as Sample
+    return [Sample(metainfo=meta) for _ in range(batch)]
+
+
+def part_fn(model: nn.Module, part: str, batch: int,
+            shape: Tuple[int, int]) -> Tuple[Callable, nn.Module]:
+    """What to time for ``part`` and what to count FLOPs on.
+
+    ``model``: the full inference (``predict``: heads, resizing, post-
+    processing); FLOPs are counted on ``mode='tensor'`` (the network without
+    post-processing). ``features``: backbone and neck. ``backbone``: the
+    backbone alone.
+    """
+    if part == 'backbone':
+        return model.backbone, model.backbone
+    if part == 'features':
+        return model.extract_feat, _Call(model.extract_feat)
+    scope = 'mmdet' if 'mmdet' in type(model).__module__ else 'mmseg'
+    samples = _data_samples(scope, batch, shape)
+    return ((lambda x: model.predict(x, samples)),
+            _Call(lambda x: model(x, samples[:1], mode='tensor')))
+
+
+class _Call(nn.Module):
+    """A callable as a module, for MMEngine's tracer."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def benchmark(entries: Sequence[Entry],
+              shape: Tuple[int, int],
+              batch_size: int = 1,
+              part: str = 'model',
+              device: str = 'cpu',
+              warmup: int = 3,
+              repeats: int = 10,
+              amp: bool = False,
+              log: Callable[[str], None] = print) -> List[Result]:
+    """Measure every entry on the same random input; ratios to entry 0."""
+    if part not in PARTS:
+        raise ValueError(f'part must be one of {PARTS}, got {part!r}')
+    torch.manual_seed(0)
+    inputs = torch.randn(batch_size, 3, *shape, device=device)
+    runs, results = [], []
+    for entry in entries:
+        model = build_model(entry, device)
+        run, counted = part_fn(model, part, batch_size, shape)
+        flops, _ = count_flops(counted, (inputs[:1], ))
+        params = count_params(model.backbone if part == 'backbone' else
+                              model)
+        results.append(Result(entry.name, part, flops, params, 0., 0.))
+        runs.append(run)
+        log(f'built {entry.name}: {flops / 1e9:.2f} GFLOPs/image, '
+            f'{results[-1].params / 1e6:.2f} M params')
+    autocast = torch.autocast(
+        device_type='cuda' if device.startswith('cuda') else 'cpu',
+        dtype=torch.float16 if device.startswith('cuda') else torch.bfloat16,
+        enabled=amp)
+    times: List[List[float]] = [[] for _ in entries]
+    with torch.no_grad(), autocast:
+        for run in runs:
+            for _ in range(warmup):
+                run(inputs)
+        for rep in range(repeats):
+            for i, run in enumerate(runs):
+                _sync(device)
+                start = time.perf_counter()
+                run(inputs)
+                _sync(device)
+                times[i].append(time.perf_counter() - start)
+            log(f'repeat {rep + 1}/{repeats}: ' + ', '.join(
+                f'{t[-1] * 1e3:.1f} ms' for t in times))
+    for result, measured in zip(results, times):
+        median = statistics.median(measured)
+        result.latency_ms = median * 1e3
+        result.images_per_s = batch_size / median
+    for result in results:
+        result.speedup = result.images_per_s / results[0].images_per_s
+        result.flops_ratio = results[0].flops / max(result.flops, 1)
+    return results
+
+
+def to_markdown(results: Sequence[Result], setting: str) -> str:
+    lines = [
+        f'{setting}', '',
+        '| model | GFLOPs/img | FLOPs ratio | params (M) | latency (ms) '
+        '| images/s | speed-up |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
+    ]
+    for r in results:
+        lines.append(f'| {r.name} | {r.flops / 1e9:.2f} | '
+                     f'{r.flops_ratio:.2f}x | {r.params / 1e6:.2f} | '
+                     f'{r.latency_ms:.1f} | {r.images_per_s:.2f} | '
+                     f'{r.speedup:.2f}x |')
+    return '\n'.join(lines) + '\n'
+
+
+def to_json(results: Sequence[Result], setting: Dict) -> Dict:
+    return dict(setting=setting, results=[asdict(r) for r in results])

@@ -1,0 +1,190 @@
+import pytest
+import torch
+
+from cait_mm.core import Attention, AttentionInfo, TokenState
+from cait_mm.core.atme import ATME, merge_lines
+from cait_mm.core.atme_schedules import PRESETS, grid_shapes, parse_schedule
+
+
+def _info(keys):
+    """AttentionInfo with keys ``(B, N, D)`` as one head, no prefix."""
+    k = keys[:, None]
+    return AttentionInfo(q=k, k=k, scale=1.)
+
+
+def _reduce(atme, x, keys, state):
+    """Apply every scheduled step of ``atme`` to patch tokens ``x``."""
+    for block in sorted(atme.blocks):
+        x_keys = torch.cat([x, keys], dim=-1)
+        x_keys, state = atme(block, x_keys, _info(keys), state, 0)
+        x, keys = x_keys.split([x.shape[-1], keys.shape[-1]], dim=-1)
+    return x, state
+
+
+def _pairwise_identical(B, H, W, C, seed=0):
+    """Tokens whose horizontal pairs (2j, 2j+1) are identical."""
+    g = torch.Generator().manual_seed(seed)
+    half = torch.randn(B, H, (W + 1) // 2, C, generator=g)
+    return half.repeat_interleave(2, dim=2)[:, :, :W].reshape(B, H * W, C)
+
+
+def test_merging_identical_tokens_then_restoring_is_exact():
+    x = _pairwise_identical(2, 6, 8, 5)
+    atme = ATME(4, schedule=[(0, 'h', 1.0)])
+    state = TokenState.from_grid((6, 8))
+    merged, state = _reduce(atme, x, x.clone(), state)
+    assert merged.shape == (2, 6 * 4, 5) and state.shape == (6, 4)
+    assert torch.equal(state.restore(merged), x)
+    assert torch.equal(state.size, torch.full((2, 24), 2.))
+
+
+def test_restore_maps_each_position_to_the_token_that_absorbed_it():
+    """Merges are size-weighted averages, so a token that absorbed original
+    positions S holds the mean of their initial values, whatever the merge
+    order; restore must hand each position exactly that token."""
+    B, H, W = 3, 9, 11
+    torch.manual_seed(0)
+    values = torch.randn(B, H * W, 4, dtype=torch.float64)
+    keys = torch.randn(B, H * W, 6, dtype=torch.float64)
+    atme = ATME(6, schedule=[(0, 'h', .6), (1, 'v', .5), (3, 'h', 1.),
+                             (4, 'v', .7)])
+    state = TokenState.from_grid((H, W))
+    merged, state = _reduce(atme, values, keys, state)
+    restored = state.restore(merged)
+    for b in range(B):
+        source = state.source[b]
+        for token in source.unique():
+            members = source == token
+            expected = values[b, members].mean(0)
+            torch.testing.assert_close(restored[b, members],
+                                       expected.expand(int(members.sum()), 4))
+            assert state.size[b, token] == members.sum()
+
+
+@pytest.mark.parametrize('granularity', ['token', 'line'])
+@pytest.mark.parametrize('grid', [(14, 14), (32, 32), (32, 64), (50, 84),
+                                  (7, 9)])
+def test_every_line_loses_exactly_r(grid, granularity):
+    schedule = [(0, 'h', .5), (1, 'v', .5), (2, 'h', 1.), (3, 'v', .3)]
+    atme = ATME(4, schedule=schedule, granularity=granularity)
+    B, C = 2, 3
+    torch.manual_seed(1)
+    x = torch.randn(B, grid[0] * grid[1], C)
+    state = TokenState.from_grid(grid)
+    expected = grid_shapes(schedule, grid, 4)
+    for block in range(4):
+        assert state.shape == expected[block]
+        x, state = atme(block, x, _info(torch.randn(B, x.shape[1], 4)),
+                        state, 0)
+        assert x.shape == (B, state.shape[0] * state.shape[1], C)
+    assert state.shape == expected[4]
+    # a full-ratio merge halves a line, keeping an odd length's last token
+    assert expected[3][1] == (expected[2][1] + 1) // 2
+    # sizes still add up to the original patch count in every image
+    torch.testing.assert_close(state.size.sum(1),
+                               torch.full((B, ), grid[0] * grid[1] * 1.))
+
+
+def test_pairs_are_adjacent_and_one_way():
+    # one row: pairs (0,1) (2,3) (4,5), token 6 unpaired
+    keys = torch.tensor([[[1., 0], [1, .1], [1, 0], [0, 1], [0, 1], [0, 1],
+                          [0, 1]]])
+    x = torch.arange(7.).view(1, 7, 1)
+    atme = ATME(1, schedule=[(0, 'h', 2 / 3)])  # 2 of 3 pairs
+    out, state = atme(0, x, _info(keys), TokenState.from_grid((1, 7)), 0)
+    # (2,3) is the least similar pair and survives; 6 has no partner
+    assert out.flatten().tolist() == [0.5, 2., 3., 4.5, 6.]
+    assert state.source.tolist() == [[0, 0, 1, 2, 3, 3, 4]]
+
+
+def test_line_granularity_keeps_a_separable_grid():
+    torch.manual_seed(2)
+    atme = ATME(2, schedule=[(0, 'h', .5), (1, 'v', .5)], granularity='line')
+    x = torch.randn(2, 8 * 10, 3)
+    state = TokenState.from_grid((8, 10))
+    _, state = _reduce(atme, x, torch.randn(2, 80, 5), state)
+    source = state.source.view(2, 8, 10)
+    H, W = state.shape
+    rows, cols = source // W, source % W
+    # the new column of an original column is the same in every row, and
+    # the new row of an original row the same in every column
+    assert (cols == cols[:, :1]).all() and (rows == rows[:, :, :1]).all()
+
+
+def test_proportional_attention_counts_a_merged_duplicate_twice():
+    torch.manual_seed(3)
+    attn = Attention(16, 2).eval()
+    a, b, c = torch.randn(3, 1, 1, 16)
+    with_duplicate = torch.cat([a, b, b, c], dim=1)
+    merged = torch.cat([a, b, c], dim=1)
+    state = TokenState(grid_size=(1, 4), shape=(1, 3),
+                       size=torch.tensor([[1., 2., 1.]]))
+    with torch.no_grad():
+        ref, _ = attn(with_duplicate)
+        out, _ = attn(merged, state.attn_bias(num_prefix_tokens=0))
+    torch.testing.assert_close(out, ref[:, [0, 1, 3]], rtol=0, atol=1e-6)
+
+
+def test_batch_equals_single_images():
+    torch.manual_seed(4)
+    atme = ATME(3, schedule=[(0, 'h', .5), (1, 'v', .6), (2, 'h', .5)])
+    x = torch.randn(4, 10 * 12, 6)
+    keys = torch.randn(4, 10 * 12, 5)
+    batched, bstate = _reduce(atme, x, keys, TokenState.from_grid((10, 12)))
+    for i in range(4):
+        single, sstate = _reduce(atme, x[i:i + 1], keys[i:i + 1],
+                                 TokenState.from_grid((10, 12)))
+        torch.testing.assert_close(batched[i:i + 1], single, rtol=0, atol=0)
+        assert torch.equal(bstate.source[i:i + 1], sstate.source)
+
+
+def test_padded_lines_merge_like_the_unpadded_image():
+    torch.manual_seed(5)
+    x = torch.randn(1, 5, 7, 3)
+    metric = torch.randn(1, 5, 7, 4)
+    ref = merge_lines(x, metric, None, .5, line_mode=False)
+    # batched with a full 13-wide image: image 0 is padded by 6 tokens
+    padded_x = torch.cat([
+        torch.cat([x, torch.randn(1, 5, 6, 3)], dim=2),
+        torch.randn(1, 5, 13, 3)
+    ])
+    padded_m = torch.cat([
+        torch.cat([metric, torch.randn(1, 5, 6, 4)], dim=2),
+        torch.randn(1, 5, 13, 4)
+    ])
+    out, size, newpos, merged = merge_lines(
+        padded_x, padded_m, None, .5, line_mode=False,
+        valid_len=torch.tensor([7, 13]), valid_lines=torch.tensor([5, 5]))
+    # round(0.5 * 3) content pairs for image 0, as alone; round(0.5 * 6)
+    # for image 1, so every line of the batch loses 3 and image 0 gives up
+    # one padding token
+    assert ref[3].tolist() == [2] and merged.tolist() == [2, 3]
+    assert out.shape[2] == 13 - 3
+    torch.testing.assert_close(out[:1, :, :5], ref[0])
+    assert torch.equal(newpos[:1, :, :7], ref[2])
+
+
+@pytest.mark.parametrize('schedule, message', [
+    ([(0, 'x', .5)], "entry 0 .*direction must be one of"),
+    ([(0, 'h', .5), (12, 'v', .5)], r'entry 1 \(12.*block must be an index'),
+    ([(3, 'h', 1.5)], r'entry 0 .*ratio 1.5 must be in \(0, 1\]'),
+    ([(3, 'h', 0)], r'ratio 0 must be in'),
+    ([(2, 'h', .5), (2, 'v', .5)], 'block 2 is scheduled twice'),
+    ([(2, 'h')], r'expected \(block, direction, ratio\)'),
+    ('deit-l', 'Unknown ATME schedule preset'),
+])
+def test_bad_schedules_fail_at_build_time(schedule, message):
+    with pytest.raises(ValueError, match=message):
+        ATME(12, schedule=schedule)
+
+
+def test_schedule_entries_as_dicts_and_presets():
+    assert parse_schedule([dict(block=1, direction='v', ratio=.25)], 4) == \
+        {1: ('v', .25)}
+    with pytest.raises(ValueError, match='exactly the keys'):
+        parse_schedule([dict(block=1, direction='v', r=2)], 4)
+    for name in ('deit-t', 'deit-s', 'deit-b'):
+        assert set(parse_schedule(name, 12)) == {b for b, _, _ in
+                                                 PRESETS[name]}
+    with pytest.raises(ValueError, match='granularity'):
+        ATME(12, schedule='deit-s', granularity='pixel')

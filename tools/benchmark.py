@@ -1,0 +1,86 @@
+"""Speed, FLOPs and params of several models, measured side by side.
+
+    python tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
+        [--device cpu|cuda] [--backbone-only | --part model|features|backbone]
+        [--warmup 3] [--repeats 10] [--amp] [--out-dir DIR]
+
+An ENTRY is a config, optionally with overrides joined by '@', values as in
+--cfg-options:
+
+    python tools/benchmark.py configs/upernet_deit_s_ade20k.py \\
+        configs/upernet_cait_s_ade20k.py \\
+        'configs/upernet_deit_s_ade20k.py@model.backbone.token_merge.schedule=deit-s' \\
+        --shape 512 512 --batch-size 2
+
+All entries run in one process on the same random input; ratios are to the
+first entry. Results are printed and saved as Markdown and JSON.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import time
+
+import torch
+
+from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark, to_json,
+                                        to_markdown)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('entries', nargs='+', help='CONFIG[@key=value...]')
+    parser.add_argument('--labels', nargs='+', help='names for the entries')
+    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512),
+                        metavar=('H', 'W'))
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--part', choices=PARTS, default='model')
+    parser.add_argument('--backbone-only', action='store_true',
+                        help='same as --part backbone')
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast: fp16 on CUDA, bf16 on CPU')
+    parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    entries = [Entry.parse(spec) for spec in args.entries]
+    if args.labels:
+        if len(args.labels) != len(entries):
+            raise ValueError(f'{len(args.labels)} labels for '
+                             f'{len(entries)} entries')
+        for entry, label in zip(entries, args.labels):
+            entry.label = label
+    part = 'backbone' if args.backbone_only else args.part
+    shape = tuple(args.shape)
+    results = benchmark(entries, shape, args.batch_size, part, args.device,
+                        args.warmup, args.repeats, args.amp)
+    setting = dict(
+        shape=shape, batch_size=args.batch_size, part=part,
+        device=args.device, amp=args.amp, warmup=args.warmup,
+        repeats=args.repeats, threads=torch.get_num_threads(),
+        torch=torch.__version__)
+    title = (f'{part} | input {shape[0]}x{shape[1]} | batch '
+             f'{args.batch_size} | {args.device}'
+             f'{" amp" if args.amp else ""} | {torch.get_num_threads()} '
+             f'threads | median of {args.repeats}')
+    table = to_markdown(results, title)
+    print(table)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = osp.join(args.out_dir, time.strftime('%Y%m%d_%H%M%S'))
+    with open(stem + '.md', 'w') as f:
+        f.write(table)
+    with open(stem + '.json', 'w') as f:
+        json.dump(to_json(results, setting), f, indent=2)
+    print(f'saved {stem}.md and {stem}.json')
+
+
+if __name__ == '__main__':
+    main()
