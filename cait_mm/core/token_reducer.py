@@ -1,5 +1,6 @@
 """The interface between a ViT and the methods that reduce its tokens."""
-from typing import Dict, Set, Tuple, Type
+import inspect
+from typing import Dict, Optional, Set, Tuple, Type
 
 from torch import Tensor, nn
 
@@ -59,12 +60,19 @@ def register_token_reducer(cls: Type[TokenReducer]) -> Type[TokenReducer]:
     return cls
 
 
-def build_token_reducer(cfg: dict, num_layers: int) -> TokenReducer:
+def build_token_reducer(cfg: dict,
+                        num_layers: int,
+                        embed_dims: Optional[int] = None) -> TokenReducer:
     """Build ``cfg['type']`` (e.g. ``'ATME'``, ``'TPS'``) for a ViT of
-    ``num_layers`` blocks."""
+    ``num_layers`` blocks; ``embed_dims`` reaches reducers that take it
+    (e.g. TPS's learned scorer) unless the config sets it."""
     cfg = dict(cfg)
     name = cfg.pop('type')
     if name not in TOKEN_REDUCERS:
         raise ValueError(f'Unknown token reducer "{name}"; known: '
                          f'{sorted(TOKEN_REDUCERS)}')
-    return TOKEN_REDUCERS[name](num_layers=num_layers, **cfg)
+    cls = TOKEN_REDUCERS[name]
+    if embed_dims is not None and \
+            'embed_dims' in inspect.signature(cls).parameters:
+        cfg.setdefault('embed_dims', embed_dims)
+    return cls(num_layers=num_layers, **cfg)

@@ -7,10 +7,7 @@ from mmengine.runner import CheckpointLoader
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
-from cait_mm.core.atme import ATME  # noqa: F401  (registers the reducer)
-from cait_mm.core.token_reducer import build_token_reducer
-from cait_mm.core.token_state import TokenState
-from cait_mm.core.vit_layers import Block
+from cait_mm.core import Block, TokenState, build_token_reducer
 from cait_mm.registry import MODELS
 from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
                              unwrap_state_dict)
@@ -51,6 +48,11 @@ class CAITViT(BaseModule):
             :class:`cait_mm.core.atme.ATME`. Merged tokens are restored to
             the full grid at every ``out_indices`` block. It has no weights,
             so it also applies, training-free, to a dense checkpoint.
+        token_prune (dict, optional): TPS token pruning and squeezing, e.g.
+            ``dict(blocks=(3, 6, 9), keep_ratio=0.7, score='attn')``; see
+            :class:`cait_mm.core.tps.TPS`. Pruned tokens live on in their
+            hosts, and outputs are restored to the full grid through them.
+            Set at most one of ``token_merge`` and ``token_prune``.
         pretrained (str, optional): Shortcut for
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict | list, optional): MMEngine initialisation config.
@@ -83,6 +85,7 @@ class CAITViT(BaseModule):
                  pad_to_patch: bool = True,
                  interpolate_mode: str = 'bicubic',
                  token_merge: Optional[Dict] = None,
+                 token_prune: Optional[Dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[Dict, list]] = None):
         if pretrained is not None:
@@ -140,8 +143,7 @@ class CAITViT(BaseModule):
         ])
         if final_norm:
             self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.token_reducer = None if token_merge is None else \
-            build_token_reducer(dict(type='ATME', **token_merge), num_layers)
+        self.token_reducer = self._build_reducer(token_merge, token_prune)
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -157,6 +159,22 @@ class CAITViT(BaseModule):
             raise ValueError(f'A custom arch must be a dict with exactly the '
                            f'keys {sorted(required)}, got {arch!r}')
         return dict(arch)
+
+    def _build_reducer(self, token_merge: Optional[Dict],
+                       token_prune: Optional[Dict]):
+        if token_merge is not None and token_prune is not None:
+            raise ValueError('Set token_merge (ATME) or token_prune (TPS), '
+                             'not both')
+        if token_merge is None and token_prune is None:
+            return None
+        cfg = dict(type='ATME', **token_merge) if token_merge is not None \
+            else dict(type='TPS', **token_prune)
+        reducer = build_token_reducer(cfg, self.num_layers, self.embed_dims)
+        if getattr(reducer, 'needs_class_token', False) and \
+                not self.with_cls_token:
+            raise ValueError(f'{cfg} scores tokens by the class token\'s '
+                             'attention: it needs with_cls_token=True')
+        return reducer
 
     @staticmethod
     def _parse_out_indices(out_indices, num_layers: int) -> Tuple[int, ...]:
@@ -193,7 +211,9 @@ class CAITViT(BaseModule):
             state['pos_embed'] = resize_pos_embed(
                 state['pos_embed'], self.pos_grid, self.num_prefix_tokens,
                 self.interpolate_mode)
-        load_strict(self, state, source=f'Checkpoint "{filename}"')
+        # a pretrained ViT has no token scorer: it keeps its initialisation
+        load_strict(self, state, f'Checkpoint "{filename}"',
+                    may_be_missing=('token_reducer.', ))
 
     # ------------------------------------------------------------- forward
     def _patch_pos_embed(self, grid: Tuple[int, int],

@@ -1,5 +1,5 @@
 """Reading ViT weights: official DeiT/timm files and OpenMMLab checkpoints."""
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -80,9 +80,15 @@ def resize_pos_embed(pos_embed: Tensor,
         antialias=False)
 
 
-def load_strict(module: nn.Module, state: Dict[str, Tensor],
-                source: str) -> None:
+def load_strict(module: nn.Module,
+                state: Dict[str, Tensor],
+                source: str,
+                may_be_missing: Tuple[str, ...] = ()) -> None:
     """``load_state_dict`` that names every key and shape that does not fit.
+
+    Keys under a prefix in ``may_be_missing`` (modules a pretrained file
+    cannot have, e.g. a learned token scorer) keep their initial values when
+    the checkpoint lacks them.
 
     Raises:
         RuntimeError: listing missing keys, unexpected keys and shape
@@ -90,7 +96,8 @@ def load_strict(module: nn.Module, state: Dict[str, Tensor],
             before training starts on half-loaded weights.
     """
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(k for k in set(own) - set(state)
+                     if not k.startswith(may_be_missing))
     unexpected = sorted(set(state) - set(own))
     mismatched = [
         f'{k}: checkpoint {tuple(state[k].shape)} vs model '
@@ -106,4 +113,4 @@ def load_strict(module: nn.Module, state: Dict[str, Tensor],
         if mismatched:
             lines.append('  shape mismatch: ' + '; '.join(mismatched))
         raise RuntimeError('\n'.join(lines))
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=False)

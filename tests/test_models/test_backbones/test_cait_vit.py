@@ -219,3 +219,40 @@ def test_token_merge_schedule_is_checked_at_build_time():
     with pytest.raises(ValueError, match=r'entry 1 \(4, .h., 0.5\)'):
         CAITViT(arch=TINY, token_merge=dict(schedule=[(0, 'h', .5),
                                                       (4, 'h', .5)]))
+
+
+def test_token_prune_restores_full_resolution_maps():
+    model = CAITViT(arch=TINY, img_size=64, out_indices=(0, 1, 3),
+                    token_prune=dict(blocks=(1, 2), keep_ratio=0.5)).eval()
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        outs = model(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 32, 6, 8)] * 3
+    # each host's value is spread over the patches it holds: 48 patches,
+    # then 24 and 12 distinct tokens
+    distinct = [o[0].flatten(1).unique(dim=1).shape[1] for o in outs]
+    assert distinct == [48, 24, 12]
+
+
+def test_learned_token_prune_loads_a_dense_deit(timm_deit_s):
+    _, path = timm_deit_s
+    model = CAITViT(arch='deit-s', pretrained=path,
+                    token_prune=dict(score='learned'))
+    model.init_weights()
+    assert model.token_reducer.predictors['3'].in_proj[1].in_features == 384
+    model.train()
+    model(torch.randn(2, 3, 224, 224))
+    assert set(model.token_reducer.losses()) == {'loss_tps_ratio'}
+
+
+def test_token_reducers_are_checked_at_build_time():
+    with pytest.raises(ValueError, match='not both'):
+        CAITViT(arch=TINY, token_merge=MERGE, token_prune=dict(blocks=(1, )))
+    with pytest.raises(ValueError, match='needs with_cls_token=True'):
+        CAITViT(arch=TINY, with_cls_token=False,
+                token_prune=dict(blocks=(1, )))
+    with pytest.raises(ValueError, match=r'blocks\[1\]=4 is out of range'):
+        CAITViT(arch=TINY, token_prune=dict(blocks=(1, 4)))
+    model = CAITViT(arch=TINY, token_prune=dict(blocks=(1, ))).eval()
+    with pytest.raises(NotImplementedError, match='padded batches'):
+        model(torch.randn(2, 3, 64, 64), valid_sizes=[(64, 64), (32, 48)])
