@@ -10,11 +10,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
+from mmengine.config import DictAction
 from torch import nn
 
 from .complexity import count_flops, count_params
+from .model_from_config import build_model
 
 PARTS = ('model', 'features', 'backbone')
 
@@ -65,22 +65,6 @@ class Result:
     flops_ratio: float = 1.
 
 
-def build_model(entry: Entry, device: str) -> nn.Module:
-    """Build the entry's model (no weights loaded: speed needs none)."""
-    cfg = Config.fromfile(entry.config)
-    cfg.merge_from_dict(entry.overrides)
-    if cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
-    scope = cfg.get('default_scope', 'mmseg')
-    init_default_scope(scope)
-    from mmengine.registry import MODELS
-    cfg.model.pop('pretrained', None)
-    cfg.model.get('backbone', {}).pop('init_cfg', None)
-    model = MODELS.build(cfg.model)
-    return model.to(device).eval()
-
-
 def _data_samples(scope: str, batch: int, shape: Tuple[int, int]):
     meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
                 batch_input_shape=shape, scale_factor=(1., 1.),
@@ -104,18 +88,20 @@ def part_fn(model: nn.Module, part: str, batch: int,
     if part == 'backbone':
         return model.backbone, model.backbone
     if part == 'features':
-        return model.extract_feat, _Call(model.extract_feat)
+        return model.extract_feat, _Call(model, model.extract_feat)
     scope = 'mmdet' if 'mmdet' in type(model).__module__ else 'mmseg'
     samples = _data_samples(scope, batch, shape)
     return ((lambda x: model.predict(x, samples)),
-            _Call(lambda x: model(x, samples[:1], mode='tensor')))
+            _Call(model, lambda x: model(x, samples[:1], mode='tensor')))
 
 
 class _Call(nn.Module):
-    """A callable as a module, for MMEngine's tracer."""
+    """``fn`` over ``model`` as a module, for MMEngine's tracer (which must
+    see the model's parameters as the module's)."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, model: nn.Module, fn: Callable):
         super().__init__()
+        self.model = model
         self.fn = fn
 
     def forward(self, x):
@@ -143,7 +129,7 @@ def benchmark(entries: Sequence[Entry],
     inputs = torch.randn(batch_size, 3, *shape, device=device)
     runs, results = [], []
     for entry in entries:
-        model = build_model(entry, device)
+        model = build_model(entry.config, entry.overrides, device)
         run, counted = part_fn(model, part, batch_size, shape)
         flops, _ = count_flops(counted, (inputs[:1], ))
         params = count_params(model.backbone if part == 'backbone' else
@@ -188,7 +174,7 @@ def to_markdown(results: Sequence[Result], setting: str) -> str:
         '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
     for r in results:
-        lines.append(f'| {r.name} | {r.flops / 1e9:.2f} | '
+        lines.append(f'| {r.name} | {r.flops / 1e9:.3g} | '
                      f'{r.flops_ratio:.2f}x | {r.params / 1e6:.2f} | '
                      f'{r.latency_ms:.1f} | {r.images_per_s:.2f} | '
                      f'{r.speedup:.2f}x |')

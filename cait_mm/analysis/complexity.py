@@ -83,6 +83,28 @@ EXTRA_HANDLES = {
 }
 
 
+def _tensors(value) -> List[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+class _TensorOutputs(nn.Module):
+    """``model`` with only the tensors of its outputs: the tracer refuses
+    outputs such as floats or data samples."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        return tuple(_tensors(self.model(*inputs)))
+
+
 def flop_analyzer(model: nn.Module, inputs: Tuple) -> FlopAnalyzer:
     """MMEngine's ``FlopAnalyzer`` with :data:`EXTRA_HANDLES` added."""
     analyzer = FlopAnalyzer(model, inputs)
@@ -94,14 +116,15 @@ def flop_analyzer(model: nn.Module, inputs: Tuple) -> FlopAnalyzer:
 
 def count_flops(model: nn.Module, inputs: Tuple) -> Tuple[int, Counter]:
     """Total FLOPs of ``model(*inputs)`` and the count per operator."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.no_grad():
-            analyzer = flop_analyzer(model, inputs)
+            analyzer = flop_analyzer(_TensorOutputs(model), inputs)
             return analyzer.total(), analyzer.by_operator()
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,5 +1,5 @@
 """CAITViT: a plain DeiT backbone for dense prediction, ready for compression."""
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -280,6 +280,41 @@ class CAITViT(BaseModule):
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x), TokenState.from_grid(grid, valid_shape)
 
+    @property
+    def _prefix(self) -> int:
+        """Prefix tokens in the sequence: the class token, if kept."""
+        return self.num_prefix_tokens if self.with_cls_token else 0
+
+    def run_blocks(self, x: Tensor, valid_sizes=None
+                   ) -> Iterator[Tuple[int, Tensor, TokenState]]:
+        """Embed the images and run the blocks, token reducers included.
+
+        The one place that runs the blocks: :meth:`forward` builds its
+        outputs from it, and tools that look inside (e.g.
+        ``tools/visualize_merge.py``) read the token states from it.
+
+        Yields:
+            tuple: ``(i, tokens (B, P + N, C), state)`` after block ``i``,
+            and first ``(-1, ...)`` after the patch embedding.
+        """
+        x, state = self._embed(x, valid_sizes)
+        yield -1, x, state
+        prefix = self._prefix
+        attn_bias = state.attn_bias(prefix)
+        reducer = self.token_reducer
+        reduce_at = reducer.blocks if reducer is not None else ()
+        for i, block in enumerate(self.blocks):
+            if i in reduce_at:
+                x, attn = block.forward_attn(x, attn_bias)
+                x, state = reducer(i, x, attn, state, prefix)
+                attn_bias = state.attn_bias(prefix)
+                x = block.forward_mlp(x)
+            else:
+                x = block(x, attn_bias)
+            if self.final_norm and i == self.num_layers - 1:
+                x = self.norm(x)
+            yield i, x, state
+
     def forward(self, x: Tensor, valid_sizes=None) -> Tuple:
         """
         Args:
@@ -295,27 +330,15 @@ class CAITViT(BaseModule):
             ceil(W/16))`` (or ``(map, cls_token (B, C))`` pairs with
             ``output_cls_token``).
         """
-        x, state = self._embed(x, valid_sizes)
-        prefix = self.num_prefix_tokens if self.with_cls_token else 0
-        pad = state.padding_mask()
-        keep = None if pad is None else \
-            (~pad).to(x.dtype).view(x.shape[0], 1, *state.grid_size)
-        attn_bias = state.attn_bias(prefix)
-        reducer = self.token_reducer
-        reduce_at = reducer.blocks if reducer is not None else ()
-        outs = []
-        for i, block in enumerate(self.blocks):
-            if i in reduce_at:
-                x, attn = block.forward_attn(x, attn_bias)
-                x, state = reducer(i, x, attn, state, prefix)
-                attn_bias = state.attn_bias(prefix)
-                x = block.forward_mlp(x)
-            else:
-                x = block(x, attn_bias)
-            if self.final_norm and i == self.num_layers - 1:
-                x = self.norm(x)
-            if i in self.out_indices:
-                feat = state.to_map(x[:, prefix:])
+        outs, keep = [], None
+        for i, x, state in self.run_blocks(x, valid_sizes):
+            if i < 0:
+                pad = state.padding_mask()
+                if pad is not None:
+                    keep = (~pad).to(x.dtype).view(x.shape[0], 1,
+                                                   *state.grid_size)
+            elif i in self.out_indices:
+                feat = state.to_map(x[:, self._prefix:])
                 if keep is not None:
                     feat = feat * keep
                 outs.append((feat, x[:, 0]) if self.output_cls_token else feat)

@@ -1,0 +1,72 @@
+"""tools/benchmark.py, tools/visualize_merge.py, tools/atme_schedule.py."""
+import json
+import os.path as osp
+
+import cv2
+import numpy as np
+
+from ..conftest import REPO, run_tool
+
+CONFIG = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
+MERGE = 'model.backbone.token_merge.schedule=[(0,h,0.5),(1,v,0.5)]'
+
+
+def test_benchmark_measures_entries_side_by_side(tmp_path):
+    proc = run_tool([
+        'tools/benchmark.py', CONFIG, f'{CONFIG}@{MERGE}', '--shape', '64',
+        '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
+        '--backbone-only', '--out-dir',
+        str(tmp_path)
+    ])
+    assert '| speed-up |' in proc.stdout
+    result = json.load(open(next(tmp_path.glob('*.json'))))
+    first, merged = result['results']
+    assert result['setting']['part'] == 'backbone'
+    assert result['setting']['batch_size'] == 2
+    assert first['speedup'] == 1.0 and first['flops_ratio'] == 1.0
+    assert merged['flops'] < first['flops']
+    assert merged['params'] == first['params']
+    assert merged['name'].endswith("schedule=[(0, 'h', 0.5), (1, 'v', 0.5)]")
+    assert all(r['images_per_s'] > 0 for r in result['results'])
+    # header, separator and one row per entry
+    assert next(tmp_path.glob('*.md')).read_text().count('\n| ') == 4
+
+
+def test_benchmark_whole_model(tmp_path):
+    proc = run_tool([
+        'tools/benchmark.py', CONFIG, '--shape', '64', '64', '--warmup', '0',
+        '--repeats', '1', '--out-dir',
+        str(tmp_path)
+    ])
+    result = json.load(open(next(tmp_path.glob('*.json'))))
+    assert result['results'][0]['part'] == 'model'
+    assert 'demo_tiny' in proc.stdout
+
+
+def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
+    image = osp.join(demo_data, 'images/validation/demo_00000.jpg')
+    out = tmp_path / 'merge.png'
+    proc = run_tool([
+        'tools/visualize_merge.py', CONFIG, image, '--blocks', '0', '1', '3',
+        '--out',
+        str(out), '--cfg-options', MERGE
+    ])
+    # 64x64 image: 4x4 patches; each row merges round(0.5 * 2) = 1 pair,
+    # then each column 1 pair
+    assert 'block 0 12 tokens, block 1 9 tokens, block 3 9 tokens' in \
+        proc.stdout
+    panels = cv2.imread(str(out))
+    assert panels.shape == (64, 3 * 64, 3)
+    # merged groups are outlined: the block-1 panel has fewer edge pixels
+    edges = (panels == 255).all(-1)
+    assert edges[:, :64].sum() > edges[:, 64:128].sum() > 0
+
+
+def test_atme_schedule_picks_a_schedule_for_a_flops_target():
+    proc = run_tool([
+        'tools/atme_schedule.py', '--arch', 'deit-s', '--shape', '512', '512',
+        '--target', '0.5'
+    ])
+    assert 'schedule=[' in proc.stdout
+    fraction = float(proc.stdout.split('block FLOPs: ')[1].split()[0])
+    assert 0.48 <= fraction <= 0.5

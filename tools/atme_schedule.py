@@ -1,0 +1,58 @@
+"""Pick an ATME schedule for a FLOPs budget, or inspect one.
+
+    python tools/atme_schedule.py --arch deit-s --shape 512 512 --target 0.5
+    python tools/atme_schedule.py --arch deit-s --shape 224 224 --schedule deit-s
+
+Prints the schedule (ready for ``token_merge=dict(schedule=...)``), its block
+FLOPs as a fraction of the dense model's (analytic count, see
+``cait_mm.core.atme_schedules.schedule_flops``) and the token grid entering
+each block.
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from cait_mm.core.atme_schedules import (grid_shapes, parse_schedule,
+                                         schedule_flops, schedule_for_flops)
+from cait_mm.models import CAITViT
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='deit-s',
+                        choices=sorted(CAITViT.arch_zoo))
+    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512),
+                        metavar=('H', 'W'))
+    parser.add_argument('--patch-size', type=int, default=16)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument('--target', type=float,
+                       help='FLOPs fraction of the dense blocks to reach')
+    group.add_argument('--schedule',
+                       help='a preset name or a list like "[(3,h,0.5)]"')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    arch = CAITViT.arch_zoo[args.arch]
+    grid = tuple(-(-s // args.patch_size) for s in args.shape)
+    dims, layers = arch['embed_dims'], arch['num_layers']
+    if args.target is not None:
+        schedule = schedule_for_flops(args.target, grid, dims, layers,
+                                      arch['mlp_ratio'])
+    else:
+        schedule = DictAction._parse_iterable(args.schedule)
+    steps = parse_schedule(schedule, layers)
+    fraction = schedule_flops(schedule, grid, dims, layers, arch['mlp_ratio'])
+    entries = [(b, d, r) for b, (d, r) in sorted(steps.items())]
+    print(f'schedule={entries}')
+    print(f'block FLOPs: {fraction:.3f} of dense ({args.arch}, '
+          f'{grid[0]}x{grid[1]} tokens)')
+    shapes = grid_shapes(schedule, grid, layers)
+    print('grid entering each block: ' + ', '.join(
+        f'{i}:{h}x{w}' for i, (h, w) in enumerate(shapes[:-1])) +
+          f'; after the last: {shapes[-1][0]}x{shapes[-1][1]}')
+
+
+if __name__ == '__main__':
+    main()
