@@ -76,6 +76,5 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=500)
 default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=500, max_keep_ckpts=2))
+    logger=dict(interval=20), checkpoint=dict(interval=500, max_keep_ckpts=2))
 randomness = dict(seed=0)

@@ -6,9 +6,11 @@
 # From scratch because no weights can be downloaded here, so the learning
 # rate is the demo's from-scratch one, not the fine-tuning one. With the
 # DeiT-T file in pretrain/, fine-tune instead:
-#   python tools/train.py configs/upernet_deit_t_membrane_cpu.py --cfg-options \
+#   python tools/train.py configs/upernet_deit_t_membrane_cpu.py \
+#       --cfg-options \
 #       model.pretrained=pretrain/deit_tiny_patch16_224-a1311bcf.pth \
-#       optim_wrapper.optimizer.lr=6e-5 optim_wrapper.optimizer.weight_decay=0.01
+#       optim_wrapper.optimizer.lr=6e-5 \
+#       optim_wrapper.optimizer.weight_decay=0.01
 _base_ = ['./upernet_deit_t_membrane.py']
 
 crop_size = (256, 256)
@@ -38,8 +40,7 @@ train_pipeline = [
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
 ]
-train_dataloader = dict(
-    num_workers=2, dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(num_workers=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(num_workers=2)
 test_dataloader = val_dataloader
 

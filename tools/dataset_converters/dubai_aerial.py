@@ -19,26 +19,40 @@ from cait_mm.datasets.converters.dubai_aerial import (DEFAULT_CROP,
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--src', required=True, help='source folder')
-    parser.add_argument('--out', default='data/dubai_aerial',
-                        help='dataset root to write')
-    parser.add_argument('--crop-size', type=int, default=DEFAULT_CROP,
-                        help='side of the square crops')
-    parser.add_argument('--stride', type=int, default=DEFAULT_STRIDE,
-                        help='step between training crops')
     parser.add_argument(
-        '--val-stride', type=int, default=None,
+        '--out', default='data/dubai_aerial', help='dataset root to write')
+    parser.add_argument(
+        '--crop-size',
+        type=int,
+        default=DEFAULT_CROP,
+        help='side of the square crops')
+    parser.add_argument(
+        '--stride',
+        type=int,
+        default=DEFAULT_STRIDE,
+        help='step between training crops')
+    parser.add_argument(
+        '--val-stride',
+        type=int,
+        default=None,
         help='step between validation crops (default: the crop size, so '
         'that few pixels count twice in mIoU)')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace an earlier conversion in --out')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an earlier conversion in --out')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     summary = convert_dubai_aerial(
-        args.src, args.out, crop_size=args.crop_size, stride=args.stride,
-        val_stride=args.val_stride, overwrite=args.overwrite)
+        args.src,
+        args.out,
+        crop_size=args.crop_size,
+        stride=args.stride,
+        val_stride=args.val_stride,
+        overwrite=args.overwrite)
     print(f'Wrote {args.out} ({args.crop_size}x{args.crop_size} crops)')
     print(summary.format())
 

@@ -16,10 +16,12 @@ from cait_mm.datasets.converters import convert_isbi_membrane
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--src', required=True, help='source folder')
-    parser.add_argument('--out', default='data/isbi_membrane',
-                        help='dataset root to write')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace an earlier conversion in --out')
+    parser.add_argument(
+        '--out', default='data/isbi_membrane', help='dataset root to write')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an earlier conversion in --out')
     return parser.parse_args()
 
 

@@ -3,14 +3,15 @@ image I/O, and the summary they print.
 
 Every converter writes mmseg's (and ADE20K's) folder layout::
 
-    images/{training,validation}/NAME.png        # the image
-    annotations/{training,validation}/NAME.png   # class id per pixel, 255 = ignore
+    images/{training,validation}/NAME.png       # the image
+    annotations/{training,validation}/NAME.png  # class ids, 255 = ignore
 """
 import os
 import os.path as osp
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -37,8 +38,11 @@ def prepare_layout(out_dir: str,
             off; stale files from another conversion would silently join the
             dataset.
     """
-    dirs = {(kind, split): osp.join(out_dir, kind, split)
-            for kind in ('images', 'annotations') for split in SPLITS}
+    dirs = {
+        (kind, split): osp.join(out_dir, kind, split)
+        for kind in ('images', 'annotations')
+        for split in SPLITS
+    }
     for path in dirs.values():
         if osp.isdir(path) and os.listdir(path):
             if not overwrite:
@@ -49,6 +53,26 @@ def prepare_layout(out_dir: str,
     for path in dirs.values():
         os.makedirs(path, exist_ok=True)
     return dirs
+
+
+@contextmanager
+def layout_for_writing(
+        out_dir: str,
+        overwrite: bool = False) -> Iterator[Dict[Tuple[str, str], str]]:
+    """:func:`prepare_layout`, and remove the layout folders again if the
+    conversion fails half-way: they held nothing of the user's, and a
+    partial dataset would pass for a complete one."""
+    dirs = prepare_layout(out_dir, overwrite)
+    try:
+        yield dirs
+    except BaseException:
+        for path in dirs.values():
+            shutil.rmtree(path, ignore_errors=True)
+        for kind in ('images', 'annotations'):
+            parent = osp.join(out_dir, kind)
+            if osp.isdir(parent) and not os.listdir(parent):
+                os.rmdir(parent)
+        raise
 
 
 def check_window(crop: int, stride: int) -> None:
@@ -103,6 +127,16 @@ def read_gray(path: str) -> np.ndarray:
     if image is None:
         raise ValueError(f'cannot read image {path}')
     return image
+
+
+def check_same_size(img_path: str, image: np.ndarray, mask_path: str,
+                    mask: np.ndarray) -> None:
+    """Raise ``ValueError`` naming both files unless image and mask have the
+    same height and width."""
+    if image.shape[:2] != mask.shape[:2]:
+        raise ValueError(
+            f'{img_path} is {image.shape[1]}x{image.shape[0]} but its mask '
+            f'{mask_path} is {mask.shape[1]}x{mask.shape[0]}')
 
 
 def write_png(path: str, array: np.ndarray) -> None:

@@ -24,8 +24,9 @@ from typing import Optional
 
 import numpy as np
 
-from .common import (IGNORE_INDEX, ConversionSummary, check_window,
-                     prepare_layout, read_rgb, sliding_windows, write_png)
+from .common import (IGNORE_INDEX, ConversionSummary, check_same_size,
+                     check_window, layout_for_writing, read_rgb,
+                     sliding_windows, write_png)
 
 CLASSES = ('building', 'land', 'road', 'vegetation', 'water', 'unlabeled')
 # RGB; also the palette, so painted predictions look like the masks.
@@ -64,9 +65,10 @@ def colours_to_label(mask: np.ndarray):
         label[packed == _pack(np.array(colour))] = cls
     values, counts = np.unique(
         packed[label == IGNORE_INDEX], return_counts=True)
-    unknown = Counter({(int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255):
-                       int(n)
-                       for v, n in zip(values, counts)})
+    unknown = Counter({
+        (int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255): int(n)
+        for v, n in zip(values, counts)
+    })
     return label, unknown
 
 
@@ -79,10 +81,15 @@ def _tile_pairs(src: str, tile: int):
         if not osp.isdir(path):
             raise FileNotFoundError(f'{path} does not exist; expected '
                                     'tile_1..tile_8 with images/ and masks/')
-    images = {osp.splitext(f)[0]: f for f in os.listdir(img_dir)
-              if f.lower().endswith(('.jpg', '.jpeg', '.png'))}
-    masks = {osp.splitext(f)[0]: f for f in os.listdir(mask_dir)
-             if f.lower().endswith('.png')}
+    images = {
+        osp.splitext(f)[0]: f
+        for f in os.listdir(img_dir)
+        if f.lower().endswith(('.jpg', '.jpeg', '.png'))
+    }
+    masks = {
+        osp.splitext(f)[0]: f
+        for f in os.listdir(mask_dir) if f.lower().endswith('.png')
+    }
     if images.keys() != masks.keys():
         raise FileNotFoundError(
             f'tile_{tile}: images without a mask '
@@ -90,8 +97,24 @@ def _tile_pairs(src: str, tile: int):
             f'{sorted(masks.keys() - images.keys())}')
     if not images:
         raise FileNotFoundError(f'{img_dir} holds no images')
-    return [(name, osp.join(img_dir, images[name]),
-             osp.join(mask_dir, masks[name])) for name in sorted(images)]
+    return [(name, osp.join(img_dir, image), osp.join(mask_dir, masks[name]))
+            for name, image in sorted(images.items())]
+
+
+def _write_crops(stem: str, image: np.ndarray, label: np.ndarray, img_dir: str,
+                 ann_dir: str, crop_size: int, stride: int) -> int:
+    """Write the sliding-window crops of an ``(H, W, 3)`` image and its
+    ``(H, W)`` label map as ``STEM_yY_xX.png``; return their number."""
+    height, width = label.shape
+    count = 0
+    for y in sliding_windows(height, crop_size, stride):
+        for x in sliding_windows(width, crop_size, stride):
+            window = (slice(y, y + crop_size), slice(x, x + crop_size))
+            name = f'{stem}_y{y:04d}_x{x:04d}.png'
+            write_png(osp.join(img_dir, name), image[window])
+            write_png(osp.join(ann_dir, name), label[window])
+            count += 1
+    return count
 
 
 def convert_dubai_aerial(src: str,
@@ -115,49 +138,44 @@ def convert_dubai_aerial(src: str,
         FileNotFoundError: A tile folder, an image or a mask is missing.
         ValueError: An image and its mask differ in size.
     """
-    strides = {'training': stride,
-               'validation': crop_size if val_stride is None else val_stride}
+    strides = {
+        'training': stride,
+        'validation': crop_size if val_stride is None else val_stride
+    }
     for step in strides.values():  # fail before anything is written
         check_window(crop_size, step)
-    pairs = {split: [(tile, *pair) for tile in tiles
-                     for pair in _tile_pairs(src, tile)]
-             for split, tiles in SPLIT_TILES.items()}
+    pairs = {
+        split: [(tile, *pair) for tile in tiles
+                for pair in _tile_pairs(src, tile)]
+        for split, tiles in SPLIT_TILES.items()
+    }
 
-    dirs = prepare_layout(out, overwrite)
     summary = ConversionSummary(CLASSES)
-    for split, items in pairs.items():
-        stats = summary.split(split)
-        unknown = Counter()
-        for tile, name, img_path, mask_path in items:
-            image, mask = read_rgb(img_path), read_rgb(mask_path)
-            if image.shape != mask.shape:
-                raise ValueError(
-                    f'{img_path} is {image.shape[1]}x{image.shape[0]} but '
-                    f'its mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}')
-            label, tile_unknown = colours_to_label(mask)
-            unknown.update(tile_unknown)
-            stats.sources += 1
-            stats.add_label(label)
-            height, width = label.shape
-            for y in sliding_windows(height, crop_size, strides[split]):
-                for x in sliding_windows(width, crop_size, strides[split]):
-                    window = (slice(y, y + crop_size), slice(x, x + crop_size))
-                    stem = f'tile{tile}_{name}_y{y:04d}_x{x:04d}.png'
-                    write_png(osp.join(dirs['images', split], stem),
-                              image[window])
-                    write_png(osp.join(dirs['annotations', split], stem),
-                              label[window])
-                    stats.samples += 1
-        if unknown:
-            colours = ', '.join(f'{c}: {n}' for c, n in sorted(
-                unknown.items(), key=lambda item: (-item[1], item[0])))
-            summary.notes.append(
-                f'{split}: unknown mask colours set to ignore (255): '
-                f'{colours}')
+    with layout_for_writing(out, overwrite) as dirs:
+        for split, items in pairs.items():
+            stats = summary.split(split)
+            unknown = Counter()
+            for tile, name, img_path, mask_path in items:
+                image, mask = read_rgb(img_path), read_rgb(mask_path)
+                check_same_size(img_path, image, mask_path, mask)
+                label, tile_unknown = colours_to_label(mask)
+                unknown.update(tile_unknown)
+                stats.sources += 1
+                stats.add_label(label)
+                stats.samples += _write_crops(f'tile{tile}_{name}', image,
+                                              label, dirs['images', split],
+                                              dirs['annotations', split],
+                                              crop_size, strides[split])
+            if unknown:
+                colours = ', '.join(f'{c}: {n}' for c, n in sorted(
+                    unknown.items(), key=lambda item: (-item[1], item[0])))
+                summary.notes.append(
+                    f'{split}: unknown mask colours set to ignore (255): '
+                    f'{colours}')
 
     tiles = {f'tile_{t}' for ts in SPLIT_TILES.values() for t in ts}
-    others = sorted(d for d in os.listdir(src)
-                    if d.startswith('tile_') and d not in tiles)
+    others = sorted(
+        d for d in os.listdir(src) if d.startswith('tile_') and d not in tiles)
     if others:
         summary.notes.append(
             f'not in the fixed split, not converted: {", ".join(others)}')

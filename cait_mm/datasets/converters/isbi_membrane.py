@@ -15,8 +15,8 @@ import shutil
 
 import numpy as np
 
-from .common import (ConversionSummary, prepare_layout, read_gray,
-                     write_png)
+from .common import (ConversionSummary, check_same_size, layout_for_writing,
+                     read_gray, write_png)
 
 CLASSES = ('membrane', 'cell interior')
 # The source masks' own grey levels, so painted predictions look like them.
@@ -53,8 +53,8 @@ def convert_isbi_membrane(src: str,
         ValueError: A slice and its mask differ in size.
     """
     pairs = {
-        split: [(i, osp.join(src, 'images', f'{i}.png'),
-                 osp.join(src, 'labels', f'{i}.png')) for i in ids]
+        split: [(i, *(osp.join(src, sub, f'{i}.png')
+                      for sub in ('images', 'labels'))) for i in ids]
         for split, ids in SPLIT_IDS.items()
     }
     missing = [
@@ -64,29 +64,27 @@ def convert_isbi_membrane(src: str,
     if missing:
         raise FileNotFoundError(
             f'{len(missing)} files of the ISBI membrane split are missing '
-            f'under {src}: {", ".join(missing[:6])}'
-            + (' ...' if len(missing) > 6 else ''))
+            f'under {src}: {", ".join(missing[:6])}' +
+            (' ...' if len(missing) > 6 else ''))
 
-    dirs = prepare_layout(out, overwrite)
     summary = ConversionSummary(CLASSES)
-    grey = 0
-    for split, items in pairs.items():
-        stats = summary.split(split)
-        for i, img_path, mask_path in items:
-            image, mask = read_gray(img_path), read_gray(mask_path)
-            if image.shape != mask.shape:
-                raise ValueError(
-                    f'{img_path} is {image.shape[1]}x{image.shape[0]} but '
-                    f'its mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}')
-            grey += int(((mask != 0) & (mask != 255)).sum())
-            label = mask_to_label(mask)
-            shutil.copyfile(img_path,
-                            osp.join(dirs['images', split], f'{i:02d}.png'))
-            write_png(osp.join(dirs['annotations', split], f'{i:02d}.png'),
-                      label)
-            stats.sources += 1
-            stats.samples += 1
-            stats.add_label(label)
+    with layout_for_writing(out, overwrite) as dirs:
+        grey = 0
+        for split, items in pairs.items():
+            stats = summary.split(split)
+            for i, img_path, mask_path in items:
+                image, mask = read_gray(img_path), read_gray(mask_path)
+                check_same_size(img_path, image, mask_path, mask)
+                grey += int(((mask != 0) & (mask != 255)).sum())
+                label = mask_to_label(mask)
+                shutil.copyfile(
+                    img_path, osp.join(dirs['images', split], f'{i:02d}.png'))
+                write_png(
+                    osp.join(dirs['annotations', split], f'{i:02d}.png'),
+                    label)
+                stats.sources += 1
+                stats.samples += 1
+                stats.add_label(label)
 
     used = {f'{i}.png' for ids in SPLIT_IDS.values() for i in ids}
     unused = sorted(set(os.listdir(osp.join(src, 'images'))) - used)
