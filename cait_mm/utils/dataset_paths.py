@@ -7,6 +7,14 @@ from typing import Iterable, List
 PREPARE_HINTS = {
     'DemoShapesDataset':
     'Generate it with: python tools/make_demo_data.py --out {data_root}',
+    'ISBIMembraneDataset':
+    'Convert the ISBI 2012 EM slices (a folder with images/0..29.png and '
+    'labels/0..29.png) with: python tools/dataset_converters/isbi_membrane.py '
+    '--src SRC --out {data_root}',
+    'DubaiAerialDataset':
+    'Convert the Dubai aerial tiles (a folder with tile_1..tile_8, each with '
+    'images/*.jpg and masks/*.png) with: python '
+    'tools/dataset_converters/dubai_aerial.py --src SRC --out {data_root}',
     'ADE20KDataset':
     'Download ADEChallengeData2016.zip (ADE20K scene parsing) and unzip it '
     'so that {data_root}/images and {data_root}/annotations exist; see '

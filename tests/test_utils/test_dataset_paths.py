@@ -34,3 +34,15 @@ def test_missing_subfolder_is_named(tmp_path):
         check_dataset_paths(_cfg(str(tmp_path)), ['train_dataloader'])
     (tmp_path / 'annotations' / 'training').mkdir(parents=True)
     check_dataset_paths(_cfg(str(tmp_path)), ['train_dataloader'])
+
+
+@pytest.mark.parametrize('dataset_type, tool', [
+    ('cait_mm.ISBIMembraneDataset', 'isbi_membrane.py'),
+    ('cait_mm.DubaiAerialDataset', 'dubai_aerial.py'),
+])
+def test_real_datasets_name_their_converter(tmp_path, dataset_type, tool):
+    root = str(tmp_path / 'nowhere')
+    with pytest.raises(FileNotFoundError) as err:
+        check_dataset_paths(_cfg(root, dataset_type), ['train_dataloader'])
+    assert (f'python tools/dataset_converters/{tool} --src SRC --out {root}'
+            in str(err.value))

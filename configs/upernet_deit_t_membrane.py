@@ -1,0 +1,10 @@
+# UperNet DeiT-T on the ISBI 2012 EM membranes, full-size (GPU) recipe:
+# upernet_deit_s_membrane.py with the DeiT-T backbone. From scratch and
+# CPU-sized: upernet_deit_t_membrane_cpu.py.
+_base_ = ['./upernet_deit_s_membrane.py']
+
+model = dict(
+    pretrained='pretrain/deit_tiny_patch16_224-a1311bcf.pth',
+    backbone=dict(arch='deit-t'),
+    decode_head=dict(in_channels=[192, 192, 192, 192]),
+    auxiliary_head=dict(in_channels=192))
