@@ -14,7 +14,7 @@ image's content, ``r`` follows the content's own length, and the extra tokens
 a row must lose to keep the batch a regular grid are taken from its padding.
 So an image's merges do not depend on what it is batched with.
 """
-from typing import Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -146,6 +146,11 @@ class ATME(TokenReducer):
     @property
     def blocks(self) -> Set[int]:
         return set(self.schedule)
+
+    def config(self) -> Dict:
+        return dict(
+            schedule=[[b, d, r] for b, (d, r) in sorted(self.schedule.items())],
+            granularity=self.granularity)
 
     def extra_repr(self) -> str:
         steps = ', '.join(f'{b}{d}{r:g}'

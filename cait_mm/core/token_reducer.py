@@ -31,6 +31,11 @@ class TokenReducer(nn.Module):
         """Indices of the blocks this reducer acts in."""
         raise NotImplementedError
 
+    def config(self) -> Dict:
+        """The keyword arguments that rebuild this reducer (without
+        ``num_layers``), in plain Python types, for checkpoint metadata."""
+        raise NotImplementedError
+
     def forward(self, block_index: int, x: Tensor, attn: AttentionInfo,
                 state: TokenState,
                 num_prefix: int) -> Tuple[Tensor, TokenState]:

@@ -271,6 +271,20 @@ class TPS(TokenReducer):
     def blocks(self) -> Set[int]:
         return set(self.stage_blocks)
 
+    def config(self) -> Dict:
+        hidden = None
+        if self.predictors is not None:
+            first = next(iter(self.predictors.values()))
+            hidden = first.in_proj[1].out_features
+        return dict(
+            blocks=list(self.stage_blocks),
+            keep_ratio=list(self.keep_ratios),
+            score=self.score,
+            predictor_hidden=hidden,
+            tau=self.tau,
+            ratio_loss_weight=self.ratio_loss_weight,
+            prop_attn=self.prop_attn)
+
     @property
     def needs_class_token(self) -> bool:
         """Whether scoring reads the class token's attention, so that a ViT

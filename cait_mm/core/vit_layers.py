@@ -6,13 +6,34 @@ renaming. Unlike timm's block, :class:`Block` splits into an attention half and
 an MLP half: token reducers act between the two (where the attention keys are
 at hand), and per-head widths can shrink independently for query/key and value
 channels once a model is channel-pruned.
+
+CDCP channel pruning adds :class:`~cait_mm.core.compactor.ChannelGroup`
+compactors after ``qkv`` (groups ``'qk'`` and ``'v'``) and ``mlp.fc1``
+(``'mlp'``). They are folded into those layers' weights on the fly, so a
+training step costs one matmul per layer, as without them; in eval mode the
+pruned channels are masked, so the model computes what its export computes.
 """
 from functools import partial
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath
 from torch import Tensor, nn
+
+from .compactor import ChannelGroup
+
+CHANNEL_GROUPS = ('qk', 'v', 'mlp')
+
+
+def check_channel_groups(groups: Sequence[str]) -> Tuple[str, ...]:
+    """Validate a list of CDCP channel group names."""
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in CHANNEL_GROUPS]
+    if unknown or len(set(groups)) != len(groups):
+        raise ValueError(f'channel groups must be distinct names from '
+                         f'{CHANNEL_GROUPS}, got {list(groups)}')
+    return groups
 
 
 class AttentionInfo(NamedTuple):
@@ -43,6 +64,8 @@ class Attention(nn.Module):
         scale (float, optional): Softmax scale. Defaults to the *unpruned*
             head width's ``1 / sqrt(dim // num_heads)``, so a pruned model
             computes the same logits as the masked model it came from.
+        channel_groups (Sequence[str]): CDCP groups to give compactors:
+            ``'qk'`` (query and key dims, one mask) and/or ``'v'``.
     """
 
     def __init__(self,
@@ -53,7 +76,8 @@ class Attention(nn.Module):
                  proj_drop: float = 0.,
                  qk_dim: Optional[int] = None,
                  v_dim: Optional[int] = None,
-                 scale: Optional[float] = None):
+                 scale: Optional[float] = None,
+                 channel_groups: Sequence[str] = ()):
         super().__init__()
         if dim % num_heads:
             raise ValueError(
@@ -68,6 +92,32 @@ class Attention(nn.Module):
             dim, num_heads * (2 * self.qk_dim + self.v_dim), bias=qkv_bias)
         self.proj = nn.Linear(num_heads * self.v_dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        groups = check_channel_groups(channel_groups)
+        self.qk_compactor = ChannelGroup('qk', 2, num_heads, self.qk_dim) \
+            if 'qk' in groups else None
+        self.v_compactor = ChannelGroup('v', 1, num_heads, self.v_dim) \
+            if 'v' in groups else None
+
+    def _qkv_params(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """``qkv``'s weight and bias with the compactors folded in."""
+        weight, bias = self.qkv.weight, self.qkv.bias
+        if self.qk_compactor is None and self.v_compactor is None:
+            return weight, bias
+        h = self.num_heads
+        sizes = [h * self.qk_dim, h * self.qk_dim, h * self.v_dim]
+        weights = list(weight.split(sizes))
+        biases = list(bias.split(sizes)) if bias is not None else [None] * 3
+        masked = not self.training
+        for group, members in ((self.qk_compactor, (0, 1)),
+                               (self.v_compactor, (2, ))):
+            if group is None:
+                continue
+            compactors = group.compactors(masked)
+            for m, part in enumerate(members):
+                weights[part], biases[part] = group.fold(
+                    compactors[m], weights[part], biases[part])
+        return torch.cat(weights), (torch.cat(biases)
+                                    if bias is not None else None)
 
     def forward(self,
                 x: Tensor,
@@ -86,7 +136,7 @@ class Attention(nn.Module):
         """
         B, N, _ = x.shape
         h = self.num_heads
-        q, k, v = self.qkv(x).split(
+        q, k, v = F.linear(x, *self._qkv_params()).split(
             [h * self.qk_dim, h * self.qk_dim, h * self.v_dim], dim=-1)
         q = q.view(B, N, h, self.qk_dim).transpose(1, 2)
         k = k.view(B, N, h, self.qk_dim).transpose(1, 2)
@@ -104,6 +154,45 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(out)), AttentionInfo(q, k, self.scale)
 
 
+class Mlp(nn.Module):
+    """timm's ViT MLP (``fc1 -> act -> fc2``, same parameter names), with an
+    optional CDCP compactor on the hidden units.
+
+    Args:
+        in_features (int): Input and output width ``C``.
+        hidden_features (int): Hidden width.
+        act_layer (callable): Activation; it must map 0 to 0 (GELU does), so
+            a masked hidden unit is a removed one.
+        drop (float): Dropout after the activation and after ``fc2``.
+        channel_groups (Sequence[str]): ``('mlp', )`` to add the compactor.
+    """
+
+    def __init__(self,
+                 in_features: int,
+                 hidden_features: int,
+                 act_layer=nn.GELU,
+                 drop: float = 0.,
+                 channel_groups: Sequence[str] = ()):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act_layer()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop2 = nn.Dropout(drop)
+        self.compactor = ChannelGroup('mlp', 1, 1, hidden_features) \
+            if 'mlp' in check_channel_groups(channel_groups) else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, N, C) -> (B, N, C)``."""
+        weight, bias = self.fc1.weight, self.fc1.bias
+        if self.compactor is not None:
+            weight, bias = self.compactor.fold(
+                self.compactor.compactors(not self.training)[0], weight,
+                bias)
+        x = self.drop1(self.act(F.linear(x, weight, bias)))
+        return self.drop2(self.fc2(x))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block (timm's DeiT block, split in two halves).
 
@@ -119,6 +208,8 @@ class Block(nn.Module):
         v_dim (int, optional): Per-head value width.
         norm_layer (callable): Normalisation layer (LayerNorm, eps 1e-6).
         act_layer (callable): MLP activation.
+        channel_groups (Sequence[str]): CDCP groups with compactors, any of
+            ``'qk'``, ``'v'``, ``'mlp'``.
     """
 
     def __init__(self,
@@ -132,8 +223,10 @@ class Block(nn.Module):
                  qk_dim: Optional[int] = None,
                  v_dim: Optional[int] = None,
                  norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                 act_layer=nn.GELU):
+                 act_layer=nn.GELU,
+                 channel_groups: Sequence[str] = ()):
         super().__init__()
+        groups = check_channel_groups(channel_groups)
         self.norm1 = norm_layer(dim)
         self.attn = Attention(
             dim,
@@ -142,14 +235,16 @@ class Block(nn.Module):
             attn_drop=attn_drop,
             proj_drop=drop,
             qk_dim=qk_dim,
-            v_dim=v_dim)
+            v_dim=v_dim,
+            channel_groups=[g for g in groups if g != 'mlp'])
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(
             in_features=dim,
             hidden_features=mlp_hidden,
             act_layer=act_layer,
-            drop=drop)
+            drop=drop,
+            channel_groups=[g for g in groups if g == 'mlp'])
 
     def forward_attn(
             self,

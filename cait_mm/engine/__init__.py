@@ -1,4 +1,5 @@
 """Runtime pieces on top of MMEngine (imported lazily by the registries)."""
 from .cpu_distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .hooks import CDCPHook
 
-__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed']
+__all__ = ['CDCPHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed']

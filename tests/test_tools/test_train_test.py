@@ -17,11 +17,11 @@ def _data_options(root):
     ]
 
 
-def _train(work_dir, data_root, max_iters, *extra):
+def _train(work_dir, data_root, max_iters, *extra, options=()):
     return run_tool([
         'tools/train.py', CONFIG, '--work-dir', str(work_dir), *extra,
         '--cfg-options', f'train_cfg.max_iters={max_iters}',
-        *_data_options(data_root)
+        *_data_options(data_root), *options
     ])
 
 
@@ -101,3 +101,23 @@ def test_missing_data_fails_before_building_anything(tmp_path):
     assert proc.returncode != 0
     assert missing in proc.stderr
     assert 'tools/make_demo_data.py' in proc.stderr
+
+
+MERGE = 'model.backbone.token_merge.schedule=[(0,h,0.5),(1,v,0.5)]'
+
+
+def test_token_merging_trains_and_tests_through_the_tools(
+        trained, demo_data, tmp_path):
+    root, _ = trained
+    _train(tmp_path / 'cait', demo_data, 2, options=[MERGE])
+    ckpt = _load(tmp_path / 'cait' / 'iter_2.pth')
+    assert "'schedule': [(0, 'h', 0.5), (1, 'v', 0.5)]" in ckpt['meta']['cfg']
+    # trained with ATME, and, training-free, ATME on the dense checkpoint
+    for path in (tmp_path / 'cait' / 'iter_2.pth', root / 'a' / 'iter_4.pth'):
+        proc = run_tool([
+            'tools/test.py', CONFIG,
+            str(path), '--work-dir',
+            str(tmp_path / 'test'), '--cfg-options', MERGE,
+            *_data_options(demo_data)
+        ])
+        assert 'mIoU' in proc.stdout + proc.stderr

@@ -1,5 +1,5 @@
 """CAITViT: a plain DeiT backbone for dense prediction, ready for compression."""
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -7,10 +7,15 @@ from mmengine.runner import CheckpointLoader
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
-from cait_mm.core import Block, TokenState, build_token_reducer
+from cait_mm.core import (Block, TokenState, block_widths,
+                          build_token_reducer, channel_groups, compact_block)
+from cait_mm.core.vit_layers import check_channel_groups
 from cait_mm.registry import MODELS
+from .compressed_checkpoint import compression_info, read_compression_meta
 from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
                              unwrap_state_dict)
+
+WIDTH_KEYS = ('qk_dim', 'v_dim', 'mlp_hidden')
 
 
 @MODELS.register_module()
@@ -37,6 +42,10 @@ class CAITViT(BaseModule):
         with_cls_token (bool): Keep the class token in the sequence.
         output_cls_token (bool): Return ``(map, cls_token)`` per output
             instead of the map alone (needs ``with_cls_token``).
+        out_type (str): ``'featmap'``: the restored maps (dense tasks);
+            ``'cls_token'``: only the class token ``(B, C)`` per output, as
+            mmpretrain's ViT returns for its classification heads (no map is
+            restored). Needs ``with_cls_token``.
         final_norm (bool): Apply the final LayerNorm to the last block's
             output (mmseg's default for DeiT UperNet is ``False``).
         pad_to_patch (bool): Pad the bottom/right of inputs whose size is not
@@ -53,6 +62,23 @@ class CAITViT(BaseModule):
             :class:`cait_mm.core.tps.TPS`. Pruned tokens live on in their
             hosts, and outputs are restored to the full grid through them.
             Set at most one of ``token_merge`` and ``token_prune``.
+        channel_prune (dict, optional): CDCP channel pruning,
+            ``dict(groups=('qk', 'v', 'mlp'))``: identity-initialised
+            compactors in every block for those channel groups. The
+            ``cait_mm.CDCPHook`` selects the channels to prune during
+            training; in eval mode the selected channels are masked, and
+            ``tools/export_compressed.py`` removes them.
+        channel_widths (Sequence[dict], optional): Per block, the widths of
+            a channel-pruned model, ``dict(qk_dim=, v_dim=, mlp_hidden=)``
+            (per-head query/key and value widths, MLP hidden units). Usually
+            read from a compressed checkpoint (``compressed``), not written.
+        compressed (str, optional): An exported compressed checkpoint
+            (``tools/export_compressed.py``). The compact architecture is
+            read from its metadata at build time (channel widths, and the
+            token merging/pruning it was trained with, unless
+            ``token_merge``/``token_prune`` are set here: the config wins),
+            and its weights are loaded by ``init_weights``. ``arch`` and
+            ``channel_widths`` given here must agree with the file.
         pretrained (str, optional): Shortcut for
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict | list, optional): MMEngine initialisation config.
@@ -68,6 +94,7 @@ class CAITViT(BaseModule):
         dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.),
     }
     num_prefix_tokens = 1
+    OUT_TYPES = ('featmap', 'cls_token')
 
     def __init__(self,
                  arch: Union[str, Dict] = 'deit-s',
@@ -81,18 +108,31 @@ class CAITViT(BaseModule):
                  drop_path_rate: float = 0.,
                  with_cls_token: bool = True,
                  output_cls_token: bool = False,
+                 out_type: str = 'featmap',
                  final_norm: bool = False,
                  pad_to_patch: bool = True,
                  interpolate_mode: str = 'bicubic',
                  token_merge: Optional[Dict] = None,
                  token_prune: Optional[Dict] = None,
+                 channel_prune: Optional[Dict] = None,
+                 channel_widths: Optional[Sequence[Dict]] = None,
+                 compressed: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[Dict, list]] = None):
+        if sum(x is not None
+               for x in (pretrained, init_cfg, compressed)) > 1:
+            raise ValueError('Set one of `compressed`, `pretrained` and '
+                             '`init_cfg`, not several')
         if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError(
-                    'Set either `pretrained` or `init_cfg`, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if compressed is not None:
+            info = read_compression_meta(compressed)
+            channel_widths, token_merge, token_prune = self._from_compressed(
+                info['backbone'], compressed, arch, patch_size, qkv_bias,
+                with_cls_token, channel_widths, token_merge, token_prune)
+            init_cfg = dict(
+                type='Pretrained', checkpoint=compressed,
+                prefix=info.get('prefix'))
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
@@ -102,6 +142,12 @@ class CAITViT(BaseModule):
         self.arch_settings = self._parse_arch(arch)
         if output_cls_token and not with_cls_token:
             raise ValueError('output_cls_token=True needs with_cls_token=True')
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got '
+                             f'{out_type!r}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError("out_type='cls_token' needs with_cls_token=True")
+        self.out_type = out_type
         embed_dims = self.arch_settings['embed_dims']
         num_layers = self.arch_settings['num_layers']
         self.embed_dims = embed_dims
@@ -130,16 +176,18 @@ class CAITViT(BaseModule):
         self.pos_drop = nn.Dropout(drop_rate)
 
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
-        mlp_hidden = int(embed_dims * self.arch_settings['mlp_ratio'])
+        widths = self._parse_widths(channel_widths)
+        groups = self._parse_channel_prune(channel_prune)
         self.blocks = nn.ModuleList([
             Block(
                 embed_dims,
                 self.arch_settings['num_heads'],
-                mlp_hidden,
                 qkv_bias=qkv_bias,
                 drop=drop_rate,
                 attn_drop=attn_drop_rate,
-                drop_path=dpr[i]) for i in range(num_layers)
+                drop_path=dpr[i],
+                channel_groups=groups,
+                **widths[i]) for i in range(num_layers)
         ])
         if final_norm:
             self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
@@ -159,6 +207,72 @@ class CAITViT(BaseModule):
             raise ValueError(f'A custom arch must be a dict with exactly the '
                            f'keys {sorted(required)}, got {arch!r}')
         return dict(arch)
+
+    def _parse_widths(self, channel_widths) -> List[Dict[str, int]]:
+        """Per-block ``qk_dim``, ``v_dim``, ``mlp_hidden``: the arch's unless
+        ``channel_widths`` (a channel-pruned model) gives them."""
+        num_heads = self.arch_settings['num_heads']
+        dense = dict(
+            qk_dim=self.embed_dims // num_heads,
+            v_dim=self.embed_dims // num_heads,
+            mlp_hidden=int(self.embed_dims * self.arch_settings['mlp_ratio']))
+        if channel_widths is None:
+            return [dict(dense) for _ in range(self.num_layers)]
+        if len(channel_widths) != self.num_layers:
+            raise ValueError(f'channel_widths has {len(channel_widths)} '
+                             f'entries for {self.num_layers} blocks')
+        parsed = []
+        for i, entry in enumerate(channel_widths):
+            entry = dict(entry)
+            if set(entry) != set(WIDTH_KEYS) or not all(
+                    isinstance(entry[k], int) and 0 < entry[k] <= dense[k]
+                    for k in WIDTH_KEYS):
+                raise ValueError(
+                    f'channel_widths[{i}] = {entry}: needs the keys '
+                    f'{list(WIDTH_KEYS)} with positive ints no larger than '
+                    f'the unpruned {dense}')
+            parsed.append(entry)
+        return parsed
+
+    @staticmethod
+    def _parse_channel_prune(channel_prune: Optional[Dict]) -> Tuple:
+        if channel_prune is None:
+            return ()
+        unknown = set(channel_prune) - {'groups'}
+        if unknown:
+            raise ValueError(f'channel_prune: unknown keys {sorted(unknown)};'
+                             " it takes groups=('qk', 'v', 'mlp') (the "
+                             'ratios and schedule belong to CDCPHook)')
+        return check_channel_groups(
+            channel_prune.get('groups', ('qk', 'v', 'mlp')))
+
+    def _from_compressed(self, saved: Dict, filename: str, arch, patch_size,
+                         qkv_bias, with_cls_token, channel_widths,
+                         token_merge, token_prune):
+        """Check the config against a compressed checkpoint's architecture;
+        return the widths and token reducers to build."""
+        mine = self._parse_arch(arch)
+        theirs = {k: saved['arch'][k] for k in mine}
+        mismatch = [
+            f'{name}: config {ours!r}, checkpoint {saved_value!r}'
+            for name, ours, saved_value in (
+                ('arch', mine, theirs), ('patch_size', patch_size,
+                                         saved['patch_size']),
+                ('qkv_bias', qkv_bias, saved['qkv_bias']),
+                ('with_cls_token', with_cls_token, saved['with_cls_token']),
+                ('channel_widths', channel_widths, saved['channel_widths']))
+            if ours is not None and ours != saved_value
+        ]
+        if mismatch:
+            raise ValueError(
+                f'compressed checkpoint "{filename}" does not fit this '
+                'CAITViT config: ' + '; '.join(mismatch) +
+                '. Drop these settings from the config (the checkpoint '
+                'defines them) or use the matching checkpoint.')
+        if token_merge is None and token_prune is None:
+            token_merge = saved.get('token_merge')
+            token_prune = saved.get('token_prune')
+        return saved['channel_widths'], token_merge, token_prune
 
     def _build_reducer(self, token_merge: Optional[Dict],
                        token_prune: Optional[Dict]):
@@ -201,19 +315,87 @@ class CAITViT(BaseModule):
         nn.init.trunc_normal_(self.cls_token, std=.02)
 
     def _load_pretrained(self, filename: str, prefix: Optional[str]) -> None:
-        """Load DeiT/timm or OpenMMLab weights, resizing position embeddings.
-        """
+        """Load DeiT/timm, OpenMMLab or compressed weights, resizing
+        position embeddings."""
         checkpoint = CheckpointLoader.load_checkpoint(
             filename, map_location='cpu')
+        source = f'Checkpoint "{filename}"'
+        info = compression_info(checkpoint, source)
+        if info is not None:
+            if prefix is None:
+                prefix = info.get('prefix')
+            saved = info['backbone']['channel_widths']
+            if saved != self.channel_widths:
+                raise RuntimeError(
+                    f'{source} is channel-pruned; its widths do not fit this '
+                    f'CAITViT (first differing block: '
+                    f'{self._first_difference(saved)}). Build the backbone '
+                    f'from it with compressed="{filename}" instead.')
         state = unwrap_state_dict(checkpoint, prefix)
         state = convert_timm_vit(state, keep_final_norm=self.final_norm)
         if 'pos_embed' in state:
             state['pos_embed'] = resize_pos_embed(
                 state['pos_embed'], self.pos_grid, self.num_prefix_tokens,
                 self.interpolate_mode)
-        # a pretrained ViT has no token scorer: it keeps its initialisation
-        load_strict(self, state, f'Checkpoint "{filename}"',
-                    may_be_missing=('token_reducer.', ))
+        # A pretrained ViT has no token scorer and no compactors: they keep
+        # their initialisation (compactors start as the identity).
+        load_strict(self, state, source,
+                    may_be_missing=('token_reducer.', ) +
+                    self._compactor_keys())
+
+    def _first_difference(self, saved: List[Dict]) -> str:
+        for i, (theirs, ours) in enumerate(zip(saved, self.channel_widths)):
+            if theirs != ours:
+                return f'{i}: checkpoint {theirs}, model {ours}'
+        return f'{len(saved)} blocks in the checkpoint, {self.num_layers} here'
+
+    def _compactor_keys(self) -> Tuple[str, ...]:
+        return tuple(
+            f'blocks.{i}.{path}.' for i, block in enumerate(self.blocks)
+            for path, module in (('attn.qk_compactor',
+                                  block.attn.qk_compactor),
+                                 ('attn.v_compactor', block.attn.v_compactor),
+                                 ('mlp.compactor', block.mlp.compactor))
+            if module is not None)
+
+    # --------------------------------------------------- channel pruning
+    @property
+    def channel_widths(self) -> List[Dict[str, int]]:
+        """Per block, ``dict(qk_dim=, v_dim=, mlp_hidden=)`` as built."""
+        return [block_widths(block) for block in self.blocks]
+
+    def channel_groups(self) -> Dict:
+        """CDCP channel groups by kind (``'qk'``, ``'v'``, ``'mlp'``), as
+        ``(block index, ChannelGroup)`` lists; empty without compactors."""
+        return channel_groups(self.blocks)
+
+    def compact(self) -> 'CAITViT':
+        """Fold the compactors and remove the pruned channels, in place:
+        afterwards the blocks are physically smaller and have no compactors.
+        In eval mode the output is unchanged (up to float rounding)."""
+        self.blocks = nn.ModuleList(
+            compact_block(block) for block in self.blocks)
+        return self
+
+    def compression_info(self, prefix: str = 'backbone.') -> Dict:
+        """What a compressed checkpoint needs to rebuild this backbone
+        (see :mod:`.compressed_checkpoint`), in plain Python types."""
+        if self.channel_groups():
+            raise RuntimeError('compression_info() describes a compact '
+                               'backbone: call compact() first')
+        reducer = self.token_reducer
+        backbone = dict(
+            arch={k: self.arch_settings[k] for k in sorted(
+                self.arch_settings)},
+            patch_size=self.patch_size,
+            pos_grid=list(self.pos_grid),
+            qkv_bias=self.blocks[0].attn.qkv.bias is not None,
+            with_cls_token=self.with_cls_token,
+            channel_widths=self.channel_widths)
+        if reducer is not None:
+            backbone['token_merge' if type(reducer).__name__ == 'ATME' else
+                     'token_prune'] = reducer.config()
+        return dict(prefix=prefix, backbone=backbone)
 
     # ------------------------------------------------------------- forward
     def _patch_pos_embed(self, grid: Tuple[int, int],
@@ -328,7 +510,8 @@ class CAITViT(BaseModule):
         Returns:
             tuple: per ``out_indices`` entry, a map ``(B, C, ceil(H/16),
             ceil(W/16))`` (or ``(map, cls_token (B, C))`` pairs with
-            ``output_cls_token``).
+            ``output_cls_token``); with ``out_type='cls_token'`` the class
+            tokens ``(B, C)`` instead.
         """
         outs, keep = [], None
         for i, x, state in self.run_blocks(x, valid_sizes):
@@ -337,6 +520,8 @@ class CAITViT(BaseModule):
                 if pad is not None:
                     keep = (~pad).to(x.dtype).view(x.shape[0], 1,
                                                    *state.grid_size)
+            elif i in self.out_indices and self.out_type == 'cls_token':
+                outs.append(x[:, 0])
             elif i in self.out_indices:
                 feat = state.to_map(x[:, self._prefix:])
                 if keep is not None:

@@ -256,3 +256,20 @@ def test_token_reducers_are_checked_at_build_time():
     model = CAITViT(arch=TINY, token_prune=dict(blocks=(1, ))).eval()
     with pytest.raises(NotImplementedError, match='padded batches'):
         model(torch.randn(2, 3, 64, 64), valid_sizes=[(64, 64), (32, 48)])
+
+
+def test_cls_token_output_equals_timm_for_classification(timm_deit_s):
+    reference, path = timm_deit_s
+    model = CAITViT(arch='deit-s', out_indices=-1, final_norm=True,
+                    out_type='cls_token', pretrained=path).eval()
+    model.init_weights()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        (cls, ) = model(x)
+        expected = reference.forward_features(x)[:, 0]
+    assert cls.shape == (2, 384)
+    torch.testing.assert_close(cls, expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match='out_type must be one of'):
+        CAITViT(arch=TINY, out_type='avg_featmap')
+    with pytest.raises(ValueError, match='needs with_cls_token'):
+        CAITViT(arch=TINY, out_type='cls_token', with_cls_token=False)

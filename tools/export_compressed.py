@@ -1,0 +1,67 @@
+"""Export a CDCP-trained model as a physically smaller compressed checkpoint.
+
+    python tools/export_compressed.py CONFIG CHECKPOINT OUT
+        [--cfg-options k=v ...] [--drop teacher ...]
+
+Builds CONFIG's model, loads CHECKPOINT strictly, folds every compactor into
+the linear layer before it, removes the pruned channels, and writes OUT: all
+weights (tensors only, loadable with ``torch.load(weights_only=True)``) and,
+in ``meta['cait_mm']``, the per-block widths and token-reduction settings
+that rebuild the compact backbone: ``CAITViT(compressed=OUT)``.
+
+Evaluate the exported model with the training config:
+
+    python tools/test.py CONFIG OUT --cfg-options \\
+        model.backbone.compressed=OUT model.backbone.channel_prune=None
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import DictAction
+
+from cait_mm.analysis.model_from_config import build_model
+from cait_mm.models.backbones import export_compressed
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='the config the model was trained with')
+    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('out', help='compressed checkpoint to write')
+    parser.add_argument(
+        '--drop',
+        nargs='+',
+        default=(),
+        help='top-level modules to leave out of the file (e.g. a teacher)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, xxx=yyy format')
+    return parser.parse_args()
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def main():
+    args = parse_args()
+    model = build_model(args.config, args.cfg_options, 'cpu', args.checkpoint)
+    before = _count(model.backbone)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    info = export_compressed(model, args.out, drop=tuple(args.drop))
+    widths = info['backbone']['channel_widths']
+    print(f'backbone params: {before / 1e6:.2f} M -> '
+          f'{_count(model.backbone) / 1e6:.2f} M')
+    for i, width in enumerate(widths):
+        print(f'  block {i}: ' + ', '.join(f'{k}={v}'
+                                           for k, v in width.items()))
+    torch.load(args.out, map_location='cpu', weights_only=True)
+    print(f'saved {args.out}')
+
+
+if __name__ == '__main__':
+    main()
