@@ -2,7 +2,7 @@
 
     python tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
         [--device cpu|cuda] [--backbone-only | --part model|features|backbone]
-        [--warmup 3] [--repeats 10] [--amp] [--out-dir DIR]
+        [--warmup 3] [--repeats 10] [--amp] [--cuda-graph] [--out-dir DIR]
 
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
@@ -42,6 +42,8 @@ def parse_args():
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--amp', action='store_true',
                         help='autocast: fp16 on CUDA, bf16 on CPU')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help='time CUDA-graph replays (backbone/features)')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     return parser.parse_args()
@@ -61,15 +63,18 @@ def main():
     part = 'backbone' if args.backbone_only else args.part
     shape = tuple(args.shape)
     results = benchmark(entries, shape, args.batch_size, part, args.device,
-                        args.warmup, args.repeats, args.amp)
+                        args.warmup, args.repeats, args.amp, args.cuda_graph)
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
-        device=args.device, amp=args.amp, warmup=args.warmup,
+        device=args.device, amp=args.amp, cuda_graph=args.cuda_graph,
+        warmup=args.warmup,
         repeats=args.repeats, threads=torch.get_num_threads(),
         torch=torch.__version__)
     title = (f'{part} | input {shape[0]}x{shape[1]} | batch '
              f'{args.batch_size} | {args.device}'
-             f'{" amp" if args.amp else ""} | {torch.get_num_threads()} '
+             f'{" amp" if args.amp else ""}'
+             f'{" cuda-graph" if args.cuda_graph else ""} | '
+             f'{torch.get_num_threads()} '
              f'threads | median of {args.repeats}')
     table = to_markdown(results, title)
     print(table)

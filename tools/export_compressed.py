@@ -9,10 +9,10 @@ weights (tensors only, loadable with ``torch.load(weights_only=True)``) and,
 in ``meta['cait_mm']``, the per-block widths and token-reduction settings
 that rebuild the compact backbone: ``CAITViT(compressed=OUT)``.
 
-Evaluate the exported model with the training config:
+Evaluate the exported model with the training config (tools/test.py sees
+the metadata and builds the compact backbone from it):
 
-    python tools/test.py CONFIG OUT --cfg-options \\
-        model.backbone.compressed=OUT model.backbone.channel_prune=None
+    python tools/test.py CONFIG OUT
 """
 import argparse
 import os

@@ -10,6 +10,8 @@
 #   (CPU ops when no GPU is visible) and cached as a wheel outside the repo,
 #   in $CAIT_MM_CACHE (default ~/.cache/cait_mm), so later installs take
 #   seconds.
+# - mmseg, mmdet and mmpretrain (the ImageNet stage) come from
+#   requirements.txt; all three import side by side with mmcv 2.1.0.
 set -euo pipefail
 
 VENV=${1:-.venv}
@@ -76,7 +78,8 @@ fi
 
 "${PIP[@]}" -r "$ROOT/requirements.txt"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
-"$PY" -c "import mmcv.ops, mmseg, mmdet, timm, cait_mm; \
+"$PY" -c "import mmcv.ops, mmseg, mmdet, mmpretrain, timm, cait_mm; \
 print('[setup_env] ready: torch', __import__('torch').__version__, \
 '| mmcv', mmcv.__version__, '| mmseg', mmseg.__version__, \
-'| mmdet', mmdet.__version__, '| timm', timm.__version__)"
+'| mmdet', mmdet.__version__, '| mmpretrain', mmpretrain.__version__, \
+'| timm', timm.__version__)"

@@ -1,4 +1,4 @@
-"""Test (and evaluate) a cait_mm model, the mmseg/mmdet way.
+"""Test (and evaluate) a cait_mm model, the mmseg/mmdet/mmpretrain way.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
         [--show] [--show-dir DIR] [--amp] [--cfg-options k=v ...]
@@ -6,12 +6,17 @@
 
 ``--out`` and ``--show-dir`` mean what they mean in the config's task
 (``default_scope``): for mmseg, a directory of predicted label maps and of
-painted images; for mmdet, a ``.pkl`` of raw detections and painted images.
+painted images; for mmdet, a ``.pkl`` of raw detections and painted images;
+for mmpretrain (ImageNet classification), a ``.pkl`` of the predictions
+(scores and labels per image) and painted images.
 The checkpoint is loaded strictly: one that does not fit the config fails,
-listing the missing and unexpected keys.
+listing the missing and unexpected keys. An exported compressed checkpoint
+(``tools/export_compressed.py``) is evaluated with its training config: the
+backbone is built from the file's metadata.
 """
 import argparse
 import functools
+import importlib
 import os
 import os.path as osp
 
@@ -19,10 +24,16 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import setup_cpu_distributed
+from cait_mm.engine import setup_cpu_distributed, teardown_distributed
+from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.dataset_paths import check_dataset_paths
 
-TASKS = ('mmseg', 'mmdet')
+TASKS = ('mmseg', 'mmdet', 'mmpretrain')
+# Tasks whose --out is a pickle of predictions, and the metric that dumps it.
+DUMPERS = {
+    'mmdet': 'mmdet.evaluation.DumpDetResults',
+    'mmpretrain': 'mmengine.evaluator.DumpResults',  # as mmpretrain's test.py
+}
 
 
 def parse_args():
@@ -34,7 +45,7 @@ def parse_args():
     parser.add_argument(
         '--out',
         help='mmseg: directory for predicted label maps; mmdet: .pkl file '
-        'for the raw detections')
+        'for the raw detections; mmpretrain: .pkl file for the predictions')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -67,13 +78,17 @@ def enable_visualization(cfg, args):
         raise RuntimeError('--show/--show-dir need a VisualizationHook in '
                            "default_hooks, e.g. visualization=dict(type="
                            "'SegVisualizationHook')")
-    hook['draw'] = True
+    # mmpretrain's hook is switched on by `enable`, mmseg's and mmdet's by
+    # `draw`; each has its own way to name the output directory.
+    hook['enable' if cfg.default_scope == 'mmpretrain' else 'draw'] = True
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         if cfg.default_scope == 'mmdet':
             hook['test_out_dir'] = args.show_dir
+        elif cfg.default_scope == 'mmpretrain':
+            hook['out_dir'] = args.show_dir
         else:
             cfg.visualizer['save_dir'] = args.show_dir
 
@@ -97,6 +112,7 @@ def main():
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint "{args.checkpoint}" not found')
     cfg.load_from = args.checkpoint
+    configure_compressed_backbone(cfg, args.checkpoint)
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
     if args.amp:
@@ -105,7 +121,7 @@ def main():
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
     elif args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl file for mmdet: {args.out}')
+        raise ValueError(f'--out must be a .pkl file for {task}: {args.out}')
 
     check_dataset_paths(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg)
@@ -115,11 +131,13 @@ def main():
     # with half of its weights missing would report a meaningless score.
     runner.load_checkpoint = functools.partial(
         runner.load_checkpoint, strict=True)
-    if args.out is not None and task == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
+    if args.out is not None and task in DUMPERS:
+        # imported here: only the config's task package is needed
+        module, name = DUMPERS[task].rsplit('.', 1)
+        dumper = getattr(importlib.import_module(module), name)
+        runner.test_evaluator.metrics.append(dumper(out_file_path=args.out))
     runner.test()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

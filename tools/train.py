@@ -1,10 +1,10 @@
-"""Train a cait_mm model, the mmseg/mmdet way.
+"""Train a cait_mm model, the mmseg/mmdet/mmpretrain way.
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [CKPT]]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
-The task (segmentation, detection) follows from the config's
-``default_scope``; everything else is MMEngine's Runner.
+The task (segmentation, detection, ImageNet classification) follows from the
+config's ``default_scope``; everything else is MMEngine's Runner.
 """
 import argparse
 import os
@@ -14,7 +14,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import setup_cpu_distributed
+from cait_mm.engine import setup_cpu_distributed, teardown_distributed
+from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.dataset_paths import check_dataset_paths
 
 
@@ -74,12 +75,15 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    if cfg.get('load_from') and not cfg.get('resume'):
+        configure_compressed_backbone(cfg, cfg.load_from)
     check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
     setup_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

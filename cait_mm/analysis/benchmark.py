@@ -89,7 +89,9 @@ def part_fn(model: nn.Module, part: str, batch: int,
         return model.backbone, model.backbone
     if part == 'features':
         return model.extract_feat, _Call(model, model.extract_feat)
-    scope = 'mmdet' if 'mmdet' in type(model).__module__ else 'mmseg'
+    # by the class's ancestry: our detectors subclass mmdet's
+    scope = 'mmdet' if any(cls.__module__.startswith('mmdet.')
+                           for cls in type(model).__mro__) else 'mmseg'
     samples = _data_samples(scope, batch, shape)
     return ((lambda x: model.predict(x, samples)),
             _Call(model, lambda x: model(x, samples[:1], mode='tensor')))
@@ -113,6 +115,26 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def cuda_graphed(run: Callable, inputs: torch.Tensor) -> Callable:
+    """``run(inputs)`` captured once in a CUDA graph; the returned callable
+    replays it (on the same static ``inputs``).
+
+    Replaying takes the Python and kernel-launch cost out of the timing,
+    which is how static-shape inference is deployed. Capture fails on any
+    host synchronisation, e.g. token reduction of padded batches.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm-up on a side stream, as capture requires
+            run(inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run(inputs)
+    return lambda _: graph.replay()
+
+
 def benchmark(entries: Sequence[Entry],
               shape: Tuple[int, int],
               batch_size: int = 1,
@@ -121,10 +143,19 @@ def benchmark(entries: Sequence[Entry],
               warmup: int = 3,
               repeats: int = 10,
               amp: bool = False,
+              cuda_graph: bool = False,
               log: Callable[[str], None] = print) -> List[Result]:
-    """Measure every entry on the same random input; ratios to entry 0."""
+    """Measure every entry on the same random input; ratios to entry 0.
+
+    With ``cuda_graph`` each entry's forward is timed as CUDA-graph replays
+    (:func:`cuda_graphed`; ``part`` 'backbone' or 'features').
+    """
     if part not in PARTS:
         raise ValueError(f'part must be one of {PARTS}, got {part!r}')
+    if cuda_graph and (not device.startswith('cuda') or part == 'model'):
+        raise ValueError('cuda_graph needs a CUDA device and part '
+                         "'backbone' or 'features' (the whole model's "
+                         'post-processing is not capturable)')
     torch.manual_seed(0)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
     runs, results = [], []
@@ -144,6 +175,8 @@ def benchmark(entries: Sequence[Entry],
         enabled=amp)
     times: List[List[float]] = [[] for _ in entries]
     with torch.no_grad(), autocast:
+        if cuda_graph:
+            runs = [cuda_graphed(run, inputs) for run in runs]
         for run in runs:
             for _ in range(warmup):
                 run(inputs)

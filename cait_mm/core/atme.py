@@ -14,12 +14,13 @@ image's content, ``r`` follows the content's own length, and the extra tokens
 a row must lose to keep the batch a regular grid are taken from its padding.
 So an image's merges do not depend on what it is batched with.
 """
-from typing import Dict, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .atme_schedules import parse_schedule
+from .atme_schedules import num_merges, parse_schedule
+from .batch_rows import flat_index
 from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
@@ -27,54 +28,93 @@ from .vit_layers import AttentionInfo
 GRANULARITIES = ('token', 'line')
 
 
-def key_metric(keys: Tensor, num_prefix: int) -> Tensor:
-    """Per-head L2-normalised keys of the patch tokens, ``(B, N, h * d)``,
-    scaled so that a dot product is the cosine similarity averaged over the
-    ``h`` heads."""
-    B, h, _, d = keys.shape
-    k = keys[:, :, num_prefix:]
-    k = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-6) / h**0.5
-    return k.transpose(1, 2).reshape(B, -1, h * d)
-
-
-def merge_lines(x: Tensor,
-                metric: Tensor,
-                size: Optional[Tensor],
-                ratio: float,
-                line_mode: bool,
-                valid_len: Optional[Tensor] = None,
-                valid_lines: Optional[Tensor] = None):
-    """Merge adjacent pairs along the last grid axis of ``x``.
+def pair_similarity(keys: Tensor, num_prefix: int, grid: Tuple[int, int],
+                    vertical: bool) -> Tensor:
+    """Cosine similarity of the keys of the candidate pairs, averaged over
+    heads.
 
     Args:
-        x (Tensor): Tokens ``(B, L, M, C)``: ``L`` lines of ``M`` tokens.
-        metric (Tensor): ``(B, L, M, D)``; pair similarity is a dot product.
-        size (Tensor, optional): Token sizes ``(B, L, M)``; ``None`` = 1.
-        ratio (float): Fraction of the candidate pairs merged per line.
-        line_mode (bool): Merge whole pairs of lines-positions (the same
-            pairs in every line, chosen by similarity averaged along the
-            line) instead of choosing per line.
-        valid_len (Tensor, optional): ``(B,)`` content length along ``M``.
-        valid_lines (Tensor, optional): ``(B,)`` content lines along ``L``.
+        keys (Tensor): ``(B, h, P + H*W, d)``, the prefix tokens first.
+        num_prefix (int): ``P``.
+        grid (tuple): ``(H, W)``.
+        vertical (bool): Pairs along columns (rows ``2j, 2j+1``) instead of
+            along rows.
 
     Returns:
-        tuple: ``x (B, L, M - R, C)``, ``size (B, L, M - R)``, ``newpos
-        (B, L, M)`` (the new index along ``M`` that holds each old token),
-        and ``merged (B,)``, the content pairs merged per line of each image.
+        Tensor: ``(B, L, M // 2)``: for each of the ``L`` lines (rows, or
+        columns if ``vertical``) of ``M`` tokens, the similarity of its
+        pairs ``(2j, 2j+1)``.
     """
-    B, L, M, C = x.shape
-    P = M // 2
-    device = x.device
-    length = torch.full((B, ), M, device=device, dtype=torch.long) \
-        if valid_len is None else valid_len
-    # num_merges() per image, on tensors
-    merged = torch.floor(ratio * (length // 2) + 0.5).long()  # (B,)
-    total = int(merged.max()) if B else 0
+    B, h, _, d = keys.shape
+    H, W = grid
+    # dot products and norms of the raw keys: no normalised copy of them
+    k = keys[:, :, num_prefix:].reshape(B, h, H, W, d)
+    norm = k.norm(dim=-1).clamp_min(1e-6)  # (B, h, H, W)
+    if vertical:
+        P = H // 2
+        dot = (k[:, :, 0:2 * P:2] * k[:, :, 1:2 * P:2]).sum(-1)
+        cos = dot / (norm[:, :, 0:2 * P:2] * norm[:, :, 1:2 * P:2])
+        return cos.mean(1).transpose(1, 2)  # (B, W, P)
+    P = W // 2
+    dot = (k[:, :, :, 0:2 * P:2] * k[:, :, :, 1:2 * P:2]).sum(-1)
+    cos = dot / (norm[..., 0:2 * P:2] * norm[..., 1:2 * P:2])
+    return cos.mean(1)
 
-    even = slice(0, 2 * P, 2)
-    odd = slice(1, 2 * P, 2)
-    sim = (metric[:, :, even] * metric[:, :, odd]).sum(-1)  # (B, L, P)
-    pair_ok = torch.arange(P, device=device)[None] < (length // 2)[:, None]
+
+class LinePlan(NamedTuple):
+    """Where every token of every line goes; small integer tensors only.
+
+    Attributes:
+        pairs (Tensor): ``(B, L, R)``, the pair index ``j`` of the pairs
+            ``(2j, 2j+1)`` that may merge, ``R = total``.
+        merged_pair (Tensor, optional): ``(B, 1, R)`` bool, which of those
+            really merge (padded batches); ``None`` when all do.
+        newpos (Tensor): ``(B, L, M)``, the position in its line that holds
+            each old token after the merge (an odd token merged into its
+            neighbour shares the neighbour's).
+        index (Tensor): ``(B, L, M - R)``, the old position of each new
+            token.
+        merged: content pairs merged per line, ``(B,)`` for padded batches,
+            else one int.
+        total (int): ``R``, the tokens every line of the batch loses.
+    """
+    pairs: Tensor
+    merged_pair: Optional[Tensor]
+    newpos: Tensor
+    index: Tensor
+    merged: Union[int, Tensor]
+    total: int
+
+
+def plan_lines(sim: Tensor,
+               ratio: float,
+               length: int,
+               line_mode: bool,
+               valid_len: Optional[Tensor] = None,
+               valid_lines: Optional[Tensor] = None) -> LinePlan:
+    """Choose the pairs to merge in every line and where tokens go.
+
+    Args:
+        sim (Tensor): ``(B, L, P)`` pair similarities, ``P = length // 2``.
+        ratio (float): Fraction of the candidate pairs merged per line.
+        length (int): Tokens per line ``M``.
+        line_mode (bool): The same pairs in every line, chosen by similarity
+            averaged along the line.
+        valid_len (Tensor, optional): ``(B,)`` content length along a line.
+        valid_lines (Tensor, optional): ``(B,)`` content lines.
+    """
+    B, L, P = sim.shape
+    M = length
+    device = sim.device
+    if valid_len is None:
+        # Counts follow from the shape alone: no host sync, so the merge can
+        # be captured in a CUDA graph.
+        merged = total = num_merges(ratio, M)
+    else:
+        # num_merges() per image (float64 rounds as Python does); the host
+        # sync for the batch's largest count is the price of padding.
+        merged = torch.floor(ratio * (valid_len // 2).double() + 0.5).long()
+        total = int(merged.max()) if B else 0
     if line_mode:
         if valid_lines is None:
             sim = sim.mean(1, keepdim=True)
@@ -83,37 +123,30 @@ def merge_lines(x: Tensor,
                                                                        None]
             sim = (sim * line_ok[..., None]).sum(1, keepdim=True) \
                 / valid_lines[:, None, None]
-    sim = sim.masked_fill(~pair_ok[:, None], float('-inf'))
-    order = sim.argsort(dim=-1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        -1, order,
-        torch.arange(P, device=device).expand_as(order).contiguous())
-    merge = (rank < merged[:, None, None]).expand(B, L, P)  # (B, L, P)
-
-    ones = x.new_ones(B, L, M) if size is None else size
-    s_even, s_odd = ones[:, :, even], ones[:, :, odd]
-    total_size = s_even + s_odd
-    mixed = (x[:, :, even] * s_even[..., None] +
-             x[:, :, odd] * s_odd[..., None]) / total_size[..., None]
-    x = x.clone()
-    x[:, :, even] = torch.where(merge[..., None], mixed, x[:, :, even])
-    new_size = ones.clone()
-    new_size[:, :, even] = torch.where(merge, total_size, s_even)
+    if valid_len is not None:
+        pair_ok = torch.arange(P, device=device)[None] < (valid_len //
+                                                          2)[:, None]
+        sim = sim.masked_fill(~pair_ok[:, None], float('-inf'))
+    pairs = sim.argsort(dim=-1, descending=True,
+                        stable=True)[..., :total].expand(B, L, total)
+    merged_pair = None if valid_len is None else (
+        torch.arange(total, device=device)[None, None] < merged[:, None,
+                                                                None])
 
     # A token stays unless it is the odd half of a merged pair, or one of
     # the padding tokens dropped so that every line loses ``total``.
-    keep = torch.ones(B, L, M, dtype=torch.bool, device=device)
-    keep[:, :, odd] = ~merge
-    drop_pad = total - merged  # (B,), fits in the padding (see module doc)
-    keep &= torch.arange(M, device=device)[None, None] < (M - drop_pad)[:,
-                                                                       None,
-                                                                       None]
+    drop = torch.zeros(B, L, M, dtype=torch.bool, device=device)
+    odd = 2 * pairs + 1
+    drop.scatter_(-1, odd, torch.ones_like(odd, dtype=torch.bool)
+                  if merged_pair is None else merged_pair.expand_as(odd))
+    if valid_len is not None:
+        drop_pad = total - merged  # (B,), fits in the padding (module doc)
+        drop |= torch.arange(M, device=device)[None, None] >= (
+            M - drop_pad)[:, None, None]
+    keep = ~drop
     newpos = keep.cumsum(-1) - 1
-    index = (~keep).to(torch.uint8).argsort(dim=-1, stable=True)[..., :M -
-                                                                   total]
-    x = x.gather(2, index[..., None].expand(-1, -1, -1, C))
-    new_size = new_size.gather(2, index)
-    return x, new_size, newpos, merged
+    index = drop.to(torch.uint8).argsort(dim=-1, stable=True)[..., :M - total]
+    return LinePlan(pairs, merged_pair, newpos, index, merged, total)
 
 
 @register_token_reducer
@@ -160,51 +193,88 @@ class ATME(TokenReducer):
     def forward(self, block_index: int, x: Tensor, attn: AttentionInfo,
                 state: TokenState,
                 num_prefix: int) -> Tuple[Tensor, TokenState]:
+        """Merge the patch tokens of ``x (B, P + H*W, C)`` into
+        ``(B, P + H'*W', C)``; see :class:`TokenReducer`.
+
+        The merge is index arithmetic on small integer tensors, one row
+        selection of the kept tokens (prefix included) and one row copy of
+        the merged pairs' size-weighted means: no other copy or transpose
+        of the tokens.
+        """
         direction, ratio = self.schedule[block_index]
         if state.shape is None:
             raise RuntimeError('ATME needs tokens on a grid; another reducer '
                                'already broke it')
         H, W = state.shape
-        B, _, C = x.shape
-        prefix = x[:, :num_prefix]
-        grid = x[:, num_prefix:].reshape(B, H, W, C)
-        metric = key_metric(attn.k, num_prefix).view(B, H, W, -1)
-        size = None if state.size is None else state.size.view(B, H, W)
-        valid = state.valid_shape
+        B, T, C = x.shape
+        device = x.device
         vertical = direction == 'v'
-        if vertical:
-            grid, metric = grid.transpose(1, 2), metric.transpose(1, 2)
-            size = None if size is None else size.transpose(1, 2)
+        L, M = (W, H) if vertical else (H, W)
+        valid = state.valid_shape
         axis, line_axis = (0, 1) if vertical else (1, 0)
-        grid, size, newpos, merged = merge_lines(
-            grid,
-            metric,
-            size,
+        plan = plan_lines(
+            pair_similarity(attn.k, num_prefix, (H, W), vertical),
             ratio,
+            M,
             line_mode=self.granularity == 'line',
             valid_len=None if valid is None else valid[:, axis],
             valid_lines=None if valid is None else valid[:, line_axis])
-        new_len = grid.shape[2]
-        if vertical:
-            grid, size = grid.transpose(1, 2), size.transpose(1, 2)
-            newpos = newpos.transpose(1, 2)  # (B, H, W): new row index
-            flat = newpos * W + torch.arange(W, device=x.device)
-            shape = (new_len, W)
-        else:
-            flat = torch.arange(H, device=x.device)[:, None] * new_len \
-                + newpos
-            shape = (H, new_len)
-        flat = flat.reshape(B, H * W)
-        source = flat if state.source is None else flat.gather(
+        M2 = M - plan.total
+        shape = (M2, W) if vertical else (H, M2)
+
+        # grid index of token m of line l, before (``old``) and after
+        lines = torch.arange(L, device=device)[:, None]
+        old = torch.arange(M, device=device)[None] * W + lines if vertical \
+            else lines * W + torch.arange(M, device=device)[None]
+        old = old.expand(B, L, M)
+
+        def new(pos):  # positions along lines -> new grid index
+            return pos * W + lines if vertical else lines * M2 + pos
+
+        def grid_order(t):  # (B, L, K) in line order -> grid order
+            return (t.transpose(1, 2) if vertical else t).reshape(B, -1)
+
+        # rows of the new sequence: the prefix, then the kept tokens, and
+        # one spare row at the end (below)
+        src = grid_order(old.gather(2, plan.index))
+        prefix = torch.arange(num_prefix, device=device).expand(B, -1)
+        rows = flat_index(torch.cat([prefix, src + num_prefix], 1), T)
+        flat = x.reshape(B * T, C)
+        out = flat.index_select(0, torch.cat([rows, rows[:1]]))
+
+        # each merged pair: even + w * (odd - even), w = size odd / sizes,
+        # written over the even token's row (index_copy_: a scatter-add of
+        # whole rows is several times slower on CPU); pairs of a padded
+        # batch that do not merge write to the spare row
+        even_pos = 2 * plan.pairs
+        even = old.gather(2, even_pos).reshape(B, -1)
+        odd = old.gather(2, even_pos + 1).reshape(B, -1)
+        size = state.size if state.size is not None else x.new_ones(
+            B, H * W)
+        s_even, s_odd = size.gather(1, even), size.gather(1, odd)
+        target = new(plan.newpos.gather(2, even_pos)).reshape(B, -1)
+        target_rows = flat_index(target + num_prefix, num_prefix + M2 * L)
+        if plan.merged_pair is not None:
+            merging = plan.merged_pair.expand_as(plan.pairs).reshape(B, -1)
+            s_odd = s_odd * merging
+            target_rows = torch.where(merging.flatten(), target_rows,
+                                      out.shape[0] - 1)
+        weight = (s_odd / (s_even + s_odd)).to(x.dtype).reshape(-1, 1)
+        even_x = flat.index_select(0, flat_index(even + num_prefix, T))
+        odd_x = flat.index_select(0, flat_index(odd + num_prefix, T))
+        out.index_copy_(0, target_rows, even_x + weight * (odd_x - even_x))
+        out = out[:-1]
+
+        new_size = size.gather(1, src).scatter_add(1, target, s_odd)
+        moved = grid_order(new(plan.newpos))  # (B, H*W) old -> new index
+        source = moved if state.source is None else moved.gather(
             1, state.source)
         if valid is not None:
             valid = valid.clone()
-            valid[:, axis] -= merged
-        x = torch.cat([prefix, grid.reshape(B, -1, C)], dim=1)
-        return x, TokenState(
+            valid[:, axis] -= plan.merged
+        return out.view(B, num_prefix + M2 * L, C), TokenState(
             grid_size=state.grid_size,
             shape=shape,
-            size=size.reshape(B, -1),
+            size=new_size,
             source=source,
             valid_shape=valid)
-

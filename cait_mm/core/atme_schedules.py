@@ -12,9 +12,9 @@ DIRECTIONS = ('h', 'v')
 
 # Blocks 0-2 stay unmerged, so the first dense feature map (out index 2 in
 # UperNet) is exact; then HTM and VTM alternate, each merging half of the
-# candidate pairs. Block FLOPs (schedule_flops): deit-t 0.54 / 0.52,
+# candidate pairs. Block FLOPs (schedule_flops): deit-t 0.52 / 0.52,
 # deit-s and deit-b 0.50 / 0.48 of the dense model's at 512x512 / 224x224.
-# Measured speed: docs/atme.md.
+# Measured speed: docs/benchmarks.md.
 PRESETS: Dict[str, Tuple[Tuple[int, str, float], ...]] = {
     'deit-t': ((3, 'h', 0.5), (4, 'v', 0.5), (5, 'h', 0.5), (6, 'v', 0.5)),
     'deit-s': ((3, 'h', 0.5), (4, 'v', 0.5), (5, 'h', 0.5), (6, 'v', 0.5),

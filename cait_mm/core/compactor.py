@@ -19,6 +19,24 @@ import torch
 from torch import Tensor, nn
 
 
+def num_to_prune(ratio: float, dim: int, kind: str) -> int:
+    """Channels that ``ratio`` prunes out of ``dim`` (rounded down).
+
+    Raises:
+        ValueError: if ``ratio`` is outside ``[0, 1]`` or would prune all
+            ``dim`` channels (of a head, for ``kind`` qk and v).
+    """
+    if not 0 <= ratio <= 1:
+        raise ValueError(f'pruning ratio {ratio} for the {kind} channels '
+                         'must be in [0, 1)')
+    count = int(ratio * dim + 1e-6)
+    if count >= dim:
+        raise ValueError(
+            f'pruning ratio {ratio} would leave no {kind} channel in a head '
+            f'of {dim}; use a ratio below {(dim - 1) / dim:.4f}')
+    return count
+
+
 class ChannelGroup(nn.Module):
     """Compactors of ``members`` layers that share one pruning mask.
 
@@ -61,22 +79,9 @@ class ChannelGroup(nn.Module):
         return self.weight.detach().pow(2).sum(dim=(0, -1)).sqrt()
 
     def num_to_prune(self, ratio: float) -> int:
-        """Channels per head that ``ratio`` prunes (rounded down).
-
-        Raises:
-            ValueError: if ``ratio`` is outside ``[0, 1)`` or would prune
-                every channel of a head.
-        """
-        if not 0 <= ratio < 1:
-            raise ValueError(f'pruning ratio {ratio} for the {self.kind} '
-                             'channels must be in [0, 1)')
-        count = int(ratio * self.dim + 1e-6)
-        if count >= self.dim:
-            raise ValueError(
-                f'pruning ratio {ratio} would leave no {self.kind} channel '
-                f'in a head of {self.dim}; use a ratio below '
-                f'{(self.dim - 1) / self.dim:.4f}')
-        return count
+        """Channels per head that ``ratio`` prunes (see
+        :func:`num_to_prune`)."""
+        return num_to_prune(ratio, self.dim, self.kind)
 
     @torch.no_grad()
     def select(self, ratio: float) -> Tensor:

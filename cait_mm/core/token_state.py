@@ -5,6 +5,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .batch_rows import batch_select
+
 
 @dataclass
 class TokenState:
@@ -88,8 +90,7 @@ class TokenState:
         """
         if self.source is None:
             return x
-        index = self.source.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-        return x.gather(1, index)
+        return batch_select(x, self.source)
 
     def to_map(self, x: Tensor) -> Tensor:
         """Restore ``x (B, N, C)`` to a feature map ``(B, C, H0, W0)``."""

@@ -1,5 +1,9 @@
 """Runtime pieces on top of MMEngine (imported lazily by the registries)."""
-from .cpu_distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .cpu_distributed import (CPUDistributedDataParallel,
+                              setup_cpu_distributed, teardown_distributed)
 from .hooks import CDCPHook
 
-__all__ = ['CDCPHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed']
+__all__ = [
+    'CDCPHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
+    'teardown_distributed'
+]

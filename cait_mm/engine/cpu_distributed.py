@@ -57,3 +57,15 @@ def setup_cpu_distributed(cfg: Config) -> bool:
                        cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+def teardown_distributed() -> None:
+    """Destroy the default process group, if any, after a barrier.
+
+    Neither MMEngine nor torchrun does it; a gloo group left to the
+    interpreter's exit can abort the process ("terminate called without an
+    active exception") after training finished, failing the whole launch.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

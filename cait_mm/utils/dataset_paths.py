@@ -31,11 +31,44 @@ PREPARE_HINTS = {
     'Download the ISPRS Potsdam zips (2_Ortho_RGB.zip, '
     "5_Labels_all_noBoundary.zip) and run mmseg's "
     'tools/dataset_converters/potsdam.py <zip dir> -o {data_root}.',
+    'ImageNet':
+    'Put ImageNet-1k under {data_root} as class folders (train/<wnid>/*.JPEG'
+    ', val/<wnid>/*.JPEG) or with annotation lists (train/, val/ and '
+    "meta/train.txt, meta/val.txt); see mmpretrain's docs, "
+    'user_guides/dataset_prepare.md.',
+    'CustomDataset':
+    'Put the images under {data_root} as class folders '
+    '(<data_prefix>/<class>/*.png), or give an ann_file listing '
+    '"<image> <label>" lines.',
     'CocoDataset':
     'Put COCO 2017 under {data_root} (train2017/, val2017/, '
     'annotations/instances_*.json); see mmdet\'s docs, '
     'user_guides/dataset_prepare.md.',
 }
+
+
+# The demo scenes as COCO instances (tools/make_demo_data.py writes them next
+# to the segmentation layout): mmdet's CocoDataset with these classes, which
+# are cait_mm.datasets.demo_shapes_generator.CLASSES without the background
+# (not imported: cait_mm.datasets needs mmseg).
+DEMO_INSTANCE_CLASSES = ('disc', 'square', 'triangle', 'ring', 'cross')
+
+
+def _hint(dataset_cfg: dict) -> str:
+    name = str(dataset_cfg.get('type', '')).split('.')[-1]
+    classes = (dataset_cfg.get('metainfo') or {}).get('classes')
+    if classes is not None and tuple(classes) == DEMO_INSTANCE_CLASSES:
+        name = 'DemoShapesDataset'
+    hint = PREPARE_HINTS.get(
+        name, 'See the dataset preparation guide of mmseg/mmdet.')
+    return hint.format(data_root=dataset_cfg.get('data_root', ''))
+
+
+def _evaluator_paths(evaluator) -> List[str]:
+    """Annotation files that metrics read (e.g. mmdet's CocoMetric)."""
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else \
+        [evaluator] if evaluator else []
+    return [m['ann_file'] for m in metrics if m.get('ann_file')]
 
 
 def _leaf_datasets(dataset_cfg) -> Iterable[dict]:
@@ -53,6 +86,12 @@ def _expected_paths(dataset_cfg: dict) -> List[str]:
     root = dataset_cfg.get('data_root') or ''
     paths = [root] if root else []
     prefix = dataset_cfg.get('data_prefix') or {}
+    if isinstance(prefix, str):  # mmpretrain: one image folder
+        prefix = dict(img_path=prefix)
+    elif not prefix and dataset_cfg.get('split') and str(
+            dataset_cfg.get('type', '')).endswith('ImageNet'):
+        # mmpretrain's ImageNet(split='train') reads <data_root>/train
+        prefix = dict(img_path=dataset_cfg['split'])
     paths += [osp.join(root, p) for p in prefix.values() if p]
     if dataset_cfg.get('ann_file'):
         paths.append(osp.join(root, dataset_cfg['ann_file']))
@@ -71,14 +110,20 @@ def check_dataset_paths(cfg, dataloaders: Iterable[str]) -> None:
         loader = cfg.get(key)
         if not loader:
             continue
-        for dataset in _leaf_datasets(loader['dataset']):
+        datasets = list(_leaf_datasets(loader['dataset']))
+        for dataset in datasets:
             for path in _expected_paths(dataset):
                 if osp.exists(path):
                     continue
                 dtype = str(dataset.get('type', 'the dataset'))
-                name = dtype.split('.')[-1]
-                hint = PREPARE_HINTS.get(
-                    name, 'See the dataset preparation guide of mmseg/mmdet.')
                 raise FileNotFoundError(
                     f'{key}: {dtype} expects "{path}", which does not exist. '
-                    + hint.format(data_root=dataset.get('data_root', '')))
+                    + _hint(dataset))
+        # val_dataloader -> val_evaluator: COCO metrics read the ann_file
+        # again, from their own path
+        metric_key = key.replace('_dataloader', '_evaluator')
+        for path in _evaluator_paths(cfg.get(metric_key)):
+            if not osp.exists(path):
+                raise FileNotFoundError(
+                    f'{metric_key}: ann_file "{path}" does not exist. ' +
+                    _hint(datasets[0]))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cait_mm.core import Attention, AttentionInfo, TokenState
-from cait_mm.core.atme import ATME, merge_lines
+from cait_mm.core.atme import ATME
 from cait_mm.core.atme_schedules import PRESETS, grid_shapes, parse_schedule
 
 
@@ -141,27 +141,33 @@ def test_batch_equals_single_images():
 def test_padded_lines_merge_like_the_unpadded_image():
     torch.manual_seed(5)
     x = torch.randn(1, 5, 7, 3)
-    metric = torch.randn(1, 5, 7, 4)
-    ref = merge_lines(x, metric, None, .5, line_mode=False)
+    keys = torch.randn(1, 5, 7, 4)
+    atme = ATME(1, schedule=[(0, 'h', .5)])
+    alone, alone_state = _reduce(atme, x.flatten(1, 2), keys.flatten(1, 2),
+                                 TokenState.from_grid((5, 7)))
     # batched with a full 13-wide image: image 0 is padded by 6 tokens
     padded_x = torch.cat([
         torch.cat([x, torch.randn(1, 5, 6, 3)], dim=2),
         torch.randn(1, 5, 13, 3)
-    ])
-    padded_m = torch.cat([
-        torch.cat([metric, torch.randn(1, 5, 6, 4)], dim=2),
+    ]).flatten(1, 2)
+    padded_keys = torch.cat([
+        torch.cat([keys, torch.randn(1, 5, 6, 4)], dim=2),
         torch.randn(1, 5, 13, 4)
-    ])
-    out, size, newpos, merged = merge_lines(
-        padded_x, padded_m, None, .5, line_mode=False,
-        valid_len=torch.tensor([7, 13]), valid_lines=torch.tensor([5, 5]))
+    ]).flatten(1, 2)
+    state = TokenState.from_grid((5, 13),
+                                 valid_shape=torch.tensor([[5, 7], [5, 13]]))
+    out, state = _reduce(atme, padded_x, padded_keys, state)
     # round(0.5 * 3) content pairs for image 0, as alone; round(0.5 * 6)
     # for image 1, so every line of the batch loses 3 and image 0 gives up
     # one padding token
-    assert ref[3].tolist() == [2] and merged.tolist() == [2, 3]
-    assert out.shape[2] == 13 - 3
-    torch.testing.assert_close(out[:1, :, :5], ref[0])
-    assert torch.equal(newpos[:1, :, :7], ref[2])
+    assert alone_state.shape == (5, 5) and state.shape == (5, 10)
+    assert state.valid_shape.tolist() == [[5, 5], [5, 10]]
+    torch.testing.assert_close(
+        out[:1].view(1, 5, 10, 3)[:, :, :5], alone.view(1, 5, 5, 3))
+    source = state.source[:1].view(1, 5, 13)[:, :, :7]
+    moved = torch.stack([source // 10, source % 10])
+    expected = alone_state.source.view(1, 5, 7)
+    assert torch.equal(moved, torch.stack([expected // 5, expected % 5]))
 
 
 @pytest.mark.parametrize('schedule, message', [

@@ -40,8 +40,10 @@ class CDCPHook(Hook):
         begin (int): First iteration with pruning.
         end (int): Iteration at which the targets reach ``ratios``.
         lasso (float): Group-lasso step: how much the norm of a selected
-            channel's compactor rows shrinks per iteration (rows start at
-            norm 1, so ``1 / lasso`` iterations remove a channel entirely).
+            channel's compactor rows shrinks per iteration. Identity rows
+            have norm 1 (``sqrt(2)`` for a QK channel, whose q and k rows
+            count together), so about ``1 / lasso`` iterations remove a
+            channel entirely.
     """
     priority = 'NORMAL'
 

@@ -1,7 +1,9 @@
 from .cait_vit import CAITViT
-from .compressed_checkpoint import (export_compressed, read_compression_meta,
+from .compressed_checkpoint import (configure_compressed_backbone,
+                                    export_compressed, read_compression_meta,
                                     save_compressed)
 
 __all__ = [
-    'CAITViT', 'export_compressed', 'read_compression_meta', 'save_compressed'
+    'CAITViT', 'configure_compressed_backbone', 'export_compressed',
+    'read_compression_meta', 'save_compressed'
 ]

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from cait_mm.core import (Block, TokenState, block_widths,
                           build_token_reducer, channel_groups, compact_block)
+from cait_mm.core.compactor import num_to_prune
 from cait_mm.core.vit_layers import check_channel_groups
 from cait_mm.registry import MODELS
 from .compressed_checkpoint import compression_info, read_compression_meta
@@ -68,10 +69,14 @@ class CAITViT(BaseModule):
             ``cait_mm.CDCPHook`` selects the channels to prune during
             training; in eval mode the selected channels are masked, and
             ``tools/export_compressed.py`` removes them.
-        channel_widths (Sequence[dict], optional): Per block, the widths of
-            a channel-pruned model, ``dict(qk_dim=, v_dim=, mlp_hidden=)``
-            (per-head query/key and value widths, MLP hidden units). Usually
-            read from a compressed checkpoint (``compressed``), not written.
+        channel_widths (Sequence[dict] | dict, optional): Per block, the
+            widths of a channel-pruned model, ``dict(qk_dim=, v_dim=,
+            mlp_hidden=)`` (per-head query/key and value widths, MLP hidden
+            units); usually read from a compressed checkpoint
+            (``compressed``), not written. A single ``dict(qk=, v=, mlp=)``
+            of pruning ratios instead prunes every block alike (rounded as
+            ``CDCPHook`` rounds), e.g. to time a pruned model before
+            training one.
         compressed (str, optional): An exported compressed checkpoint
             (``tools/export_compressed.py``). The compact architecture is
             read from its metadata at build time (channel widths, and the
@@ -218,6 +223,9 @@ class CAITViT(BaseModule):
             mlp_hidden=int(self.embed_dims * self.arch_settings['mlp_ratio']))
         if channel_widths is None:
             return [dict(dense) for _ in range(self.num_layers)]
+        if isinstance(channel_widths, dict):
+            channel_widths = [self._widths_from_ratios(channel_widths, dense)
+                              ] * self.num_layers
         if len(channel_widths) != self.num_layers:
             raise ValueError(f'channel_widths has {len(channel_widths)} '
                              f'entries for {self.num_layers} blocks')
@@ -233,6 +241,19 @@ class CAITViT(BaseModule):
                     f'the unpruned {dense}')
             parsed.append(entry)
         return parsed
+
+    @staticmethod
+    def _widths_from_ratios(ratios: Dict, dense: Dict) -> Dict[str, int]:
+        keys = dict(qk='qk_dim', v='v_dim', mlp='mlp_hidden')
+        unknown = set(ratios) - set(keys)
+        if unknown:
+            raise ValueError(f'channel_widths as ratios takes the keys '
+                             f'{sorted(keys)}, got {sorted(ratios)}')
+        widths = dict(dense)
+        for group, ratio in ratios.items():
+            full = dense[keys[group]]
+            widths[keys[group]] = full - num_to_prune(ratio, full, group)
+        return widths
 
     @staticmethod
     def _parse_channel_prune(channel_prune: Optional[Dict]) -> Tuple:

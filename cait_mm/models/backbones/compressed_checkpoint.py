@@ -20,9 +20,11 @@ describes the backbone it holds in plain Python types::
 layer shapes, so they must be known before any weight is loaded), then loads
 the weights in ``init_weights``, i.e. in MMEngine's order.
 """
+import os.path as osp
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
@@ -101,3 +103,33 @@ def export_compressed(model: nn.Module,
     }
     save_compressed(filename, state, info)
     return info
+
+
+def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
+    """Point ``cfg.model.backbone`` at ``checkpoint`` if it is an exported
+    compressed model, so that a config's whole model (heads included) can
+    be loaded from an export: the backbone must be built with the file's
+    pruned widths first (``CAITViT(compressed=...)``).
+
+    Does nothing for ordinary checkpoints or when the config already sets
+    ``model.backbone.compressed``. Returns whether it changed ``cfg``.
+    """
+    if not osp.isfile(checkpoint):
+        return False
+    info = compression_info(
+        torch.load(checkpoint, map_location='cpu', weights_only=True),
+        f'Checkpoint "{checkpoint}"')
+    backbone = cfg.model.get('backbone')
+    if info is None or backbone is None or backbone.get('compressed'):
+        return False
+    print_log(
+        f'{checkpoint} is an exported compressed model: building the '
+        'backbone from its metadata (model.backbone.compressed)', 'current')
+    backbone.update(
+        compressed=checkpoint,
+        channel_prune=None,
+        channel_widths=None,
+        pretrained=None,
+        init_cfg=None)
+    cfg.model.pretrained = None
+    return True

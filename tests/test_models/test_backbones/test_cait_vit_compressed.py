@@ -120,6 +120,19 @@ def test_a_dense_file_is_not_a_compressed_checkpoint(tmp_path):
         CAITViT(arch=TINY, compressed=str(path))
 
 
+def test_channel_widths_from_pruning_ratios():
+    model = CAITViT(arch='deit-s', channel_widths=dict(qk=0.5, v=0.25,
+                                                       mlp=0.5))
+    assert model.channel_widths == [
+        dict(qk_dim=32, v_dim=48, mlp_hidden=768)
+    ] * 12
+    assert model.blocks[0].attn.qkv.out_features == 6 * (32 + 32 + 48)
+    with pytest.raises(ValueError, match='would leave no qk channel'):
+        CAITViT(arch='deit-s', channel_widths=dict(qk=1.0))
+    with pytest.raises(ValueError, match='takes the keys'):
+        CAITViT(arch='deit-s', channel_widths=dict(heads=0.5))
+
+
 def test_channel_widths_are_checked():
     with pytest.raises(ValueError, match='3 entries for 4 blocks'):
         CAITViT(arch=TINY, channel_widths=[{}] * 3)

@@ -1,0 +1,4 @@
+"""Losses."""
+from .distillation_loss import DistillationLoss
+
+__all__ = ['DistillationLoss']

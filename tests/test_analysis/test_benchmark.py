@@ -1,0 +1,36 @@
+"""cait_mm.analysis.benchmark on Mask R-CNN configs (the seg ones go
+through tools/benchmark.py in tests/test_tools/test_analysis_tools.py)."""
+import os.path as osp
+
+import pytest
+import torch
+
+from cait_mm.analysis.benchmark import Entry, benchmark, part_fn
+from cait_mm.analysis.model_from_config import build_model
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(REPO, 'tests/data/configs/mask_rcnn_demo_tiny.py')
+MERGE = {'model.backbone.token_merge.schedule': [(0, 'h', .5), (1, 'v', .5)]}
+
+
+def test_whole_mask_rcnn_is_run_with_detection_samples():
+    from mmdet.structures import DetDataSample
+    model = build_model(CONFIG)
+    run, counted = part_fn(model, 'model', 1, (64, 96))
+    with torch.no_grad():
+        (result, ) = run(torch.randn(1, 3, 64, 96))
+    assert isinstance(result, DetDataSample)
+    assert result.pred_instances.masks.shape[-2:] == (64, 96)
+
+
+@pytest.mark.parametrize('part', ['features', 'model'])
+def test_mask_rcnn_with_and_without_token_merging(part):
+    results = benchmark([Entry(CONFIG), Entry(CONFIG, MERGE)], (64, 96),
+                        part=part,
+                        warmup=0,
+                        repeats=1,
+                        log=lambda _: None)
+    dense, merged = results
+    assert dense.flops > 0 and merged.flops < dense.flops
+    assert merged.params == dense.params
+    assert all(r.images_per_s > 0 for r in results)

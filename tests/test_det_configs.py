@@ -1,0 +1,141 @@
+"""The Mask R-CNN configs: mmdet's recipe with our backbone and neck."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MMDET_MASK_RCNN = 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+DEIT_S = osp.join(REPO, 'configs/mask-rcnn_deit_s_coco.py')
+CAIT_S = osp.join(REPO, 'configs/mask-rcnn_cait_s_coco.py')
+DEMO = osp.join(REPO, 'configs/demo/mask-rcnn_deit_t_demo_shapes.py')
+
+
+def _mmdet_config(name):
+    import mmdet
+    return Config.fromfile(
+        osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', name))
+
+
+def _without_scope(value):
+    if isinstance(value, dict):
+        return {
+            k: _without_scope(v)
+            for k, v in value.items() if k != '_scope_'
+        }
+    if isinstance(value, (list, tuple)):
+        return [_without_scope(v) for v in value]
+    return value
+
+
+def _build(cfg):
+    init_default_scope(cfg.default_scope)
+    from mmdet.registry import MODELS
+    cfg.model.backbone.pop('pretrained', None)
+    return MODELS.build(cfg.model)
+
+
+def _samples(shape):
+    from mmdet.structures import DetDataSample
+    return [
+        DetDataSample(
+            metainfo=dict(
+                img_shape=shape,
+                ori_shape=shape,
+                pad_shape=shape,
+                batch_input_shape=shape,
+                scale_factor=(1., 1.)))
+    ]
+
+
+def test_baseline_keeps_mmdet_heads_data_and_schedule():
+    ours = Config.fromfile(DEIT_S)
+    mmdet = _mmdet_config(MMDET_MASK_RCNN)
+    assert ours.default_scope == 'mmdet'
+    assert ours.custom_imports == dict(
+        imports=['cait_mm'], allow_failed_imports=False)
+    assert ours.model.type == 'cait_mm.PadAwareMaskRCNN'
+    backbone = ours.model.backbone
+    assert (backbone.type, backbone.arch) == ('cait_mm.CAITViT', 'deit-s')
+    assert backbone.pretrained == \
+        'pretrain/deit_small_patch16_224-cd65a155.pth'
+    assert ours.model.neck.type == 'cait_mm.SimpleFeaturePyramid'
+    for key in ('rpn_head', 'roi_head', 'train_cfg', 'test_cfg'):
+        assert _without_scope(ours.model[key]) == _without_scope(
+            mmdet.model[key]), key
+    for key in ('train_dataloader', 'val_dataloader', 'test_evaluator',
+                'train_cfg'):
+        assert _without_scope(ours[key]) == _without_scope(mmdet[key]), key
+    # sizes up to 1333x800, padded for the 16-pixel patches and 1/32 maps
+    assert dict(type='Resize', scale=(1333, 800), keep_ratio=True) in \
+        ours.train_dataloader.dataset.pipeline
+    assert ours.model.data_preprocessor.pad_size_divisor % 32 == 0
+    assert ours.test_evaluator.metric == ['bbox', 'segm']
+    assert ours.optim_wrapper.optimizer.type == 'AdamW'
+    assert ours.param_scheduler[-1].milestones == [8, 11]
+
+
+def test_cait_config_is_the_baseline_with_token_merging():
+    dense, cait = Config.fromfile(DEIT_S), Config.fromfile(CAIT_S)
+    merge = cait.model.backbone.pop('token_merge')
+    assert merge.schedule == 'deit-s'
+    assert cait.to_dict() == dense.to_dict()
+    model = _build(Config.fromfile(CAIT_S))
+    assert type(model.backbone.token_reducer).__name__ == 'ATME'
+
+
+def test_demo_config_uses_the_generated_classes():
+    from cait_mm.datasets.demo_shapes_generator import CLASSES
+    from cait_mm.utils.dataset_paths import DEMO_INSTANCE_CLASSES
+    cfg = Config.fromfile(DEMO)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = cfg[loader].dataset
+        assert dataset.type == 'CocoDataset'
+        assert tuple(dataset.metainfo.classes) == CLASSES[1:]
+    assert DEMO_INSTANCE_CLASSES == CLASSES[1:]
+    assert cfg.model.roi_head.bbox_head.num_classes == len(CLASSES) - 1
+    assert cfg.model.roi_head.mask_head.num_classes == len(CLASSES) - 1
+
+
+def _is_det_and_builds_alone(path):
+    """mmdet configs, except those that start from an exported compressed
+    checkpoint: they read its metadata at build time (tests/
+    test_in1k_configs.py builds them from a generated file)."""
+    cfg = Config.fromfile(path)
+    return cfg.default_scope == 'mmdet' and \
+        not cfg.model.backbone.get('compressed')
+
+
+DET_CONFIGS = sorted(
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs/**/*.py'), recursive=True)
+    if '_base_' not in p and _is_det_and_builds_alone(p))
+
+
+def test_det_configs_are_found():
+    assert {
+        'configs/mask-rcnn_deit_s_coco.py', 'configs/mask-rcnn_cait_s_coco.py',
+        'configs/demo/mask-rcnn_deit_t_demo_shapes.py'
+    } <= set(DET_CONFIGS)
+
+
+@pytest.mark.parametrize('path', DET_CONFIGS)
+def test_every_detection_config_builds_and_predicts(path):
+    cfg = Config.fromfile(osp.join(REPO, path))
+    model = _build(cfg)
+    model.init_weights()
+    model.eval()
+    num_classes = cfg.model.roi_head.bbox_head.num_classes
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 64, 96))
+        result = model.predict(torch.randn(1, 3, 64, 96), _samples(
+            (64, 96)))[0]
+    assert [tuple(f.shape) for f in feats
+            ] == [(1, cfg.model.neck.out_channels, h, w)
+                  for h, w in ((16, 24), (8, 12), (4, 6), (2, 3), (1, 2))]
+    pred = result.pred_instances
+    assert pred.masks.shape[-2:] == (64, 96)
+    assert ((pred.labels >= 0) & (pred.labels < num_classes)).all()
