@@ -24,6 +24,19 @@ def run_tool(args, cwd=REPO, env=None, check=True, timeout=900):
     return proc
 
 
+def without_scope(value):
+    """A config value without the ``_scope_`` keys MMEngine adds to the
+    parts inherited from ``mmseg::`` / ``mmdet::`` bases."""
+    if isinstance(value, dict):
+        return {
+            k: without_scope(v)
+            for k, v in value.items() if k != '_scope_'
+        }
+    if isinstance(value, (list, tuple)):
+        return [without_scope(v) for v in value]
+    return value
+
+
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
     """A tiny demo dataset: 8 training and 4 validation 64x64 scenes."""

@@ -8,7 +8,7 @@ from mmengine.registry import init_default_scope
 
 from cait_mm.models import CAITViT
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from .conftest import REPO, without_scope
 
 
 def _mmseg_config(name):
@@ -27,18 +27,6 @@ def _build(cfg):
     return MODELS.build(cfg.model)
 
 
-def _without_scope(value):
-    """Drop the ``_scope_`` keys MMEngine adds to ``mmseg::`` bases."""
-    if isinstance(value, dict):
-        return {
-            k: _without_scope(v)
-            for k, v in value.items() if k != '_scope_'
-        }
-    if isinstance(value, (list, tuple)):
-        return [_without_scope(v) for v in value]
-    return value
-
-
 def _param_shapes(module):
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
@@ -51,11 +39,11 @@ def test_baseline_keeps_mmseg_head_schedule_and_data():
     assert ours.model.pretrained == mmseg.model.pretrained
     for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
                 'train_cfg', 'test_cfg'):
-        assert _without_scope(ours.model[key]) == _without_scope(
+        assert without_scope(ours.model[key]) == without_scope(
             mmseg.model[key]), key
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
                 'param_scheduler', 'train_cfg'):
-        assert _without_scope(ours[key]) == _without_scope(mmseg[key]), key
+        assert without_scope(ours[key]) == without_scope(mmseg[key]), key
 
 
 def test_baseline_model_matches_mmseg_vit_upernet_in_size():
@@ -112,8 +100,8 @@ def test_every_segmentation_config_builds_and_runs(path):
 
 
 @pytest.mark.parametrize('path', [
-    'configs/upernet_cait_s_cityscapes.py', 'configs/upernet_cait_s_synapse.py',
-    'configs/upernet_cait_s_potsdam.py'
+    'configs/upernet_cait_s_cityscapes.py',
+    'configs/upernet_cait_s_synapse.py', 'configs/upernet_cait_s_potsdam.py'
 ])
 def test_other_datasets_keep_the_ade20k_model_and_schedule(path):
     ade = Config.fromfile(osp.join(REPO, 'configs/upernet_cait_s_ade20k.py'))

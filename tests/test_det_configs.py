@@ -7,7 +7,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from .conftest import REPO, without_scope
+
 MMDET_MASK_RCNN = 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 DEIT_S = osp.join(REPO, 'configs/mask-rcnn_deit_s_coco.py')
 CAIT_S = osp.join(REPO, 'configs/mask-rcnn_cait_s_coco.py')
@@ -18,17 +19,6 @@ def _mmdet_config(name):
     import mmdet
     return Config.fromfile(
         osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', name))
-
-
-def _without_scope(value):
-    if isinstance(value, dict):
-        return {
-            k: _without_scope(v)
-            for k, v in value.items() if k != '_scope_'
-        }
-    if isinstance(value, (list, tuple)):
-        return [_without_scope(v) for v in value]
-    return value
 
 
 def _build(cfg):
@@ -64,11 +54,11 @@ def test_baseline_keeps_mmdet_heads_data_and_schedule():
         'pretrain/deit_small_patch16_224-cd65a155.pth'
     assert ours.model.neck.type == 'cait_mm.SimpleFeaturePyramid'
     for key in ('rpn_head', 'roi_head', 'train_cfg', 'test_cfg'):
-        assert _without_scope(ours.model[key]) == _without_scope(
+        assert without_scope(ours.model[key]) == without_scope(
             mmdet.model[key]), key
     for key in ('train_dataloader', 'val_dataloader', 'test_evaluator',
                 'train_cfg'):
-        assert _without_scope(ours[key]) == _without_scope(mmdet[key]), key
+        assert without_scope(ours[key]) == without_scope(mmdet[key]), key
     # sizes up to 1333x800, padded for the 16-pixel patches and 1/32 maps
     assert dict(type='Resize', scale=(1333, 800), keep_ratio=True) in \
         ours.train_dataloader.dataset.pipeline

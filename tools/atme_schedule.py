@@ -1,7 +1,8 @@
 """Pick an ATME schedule for a FLOPs budget, or inspect one.
 
     python tools/atme_schedule.py --arch deit-s --shape 512 512 --target 0.5
-    python tools/atme_schedule.py --arch deit-s --shape 224 224 --schedule deit-s
+    python tools/atme_schedule.py --arch deit-s --shape 224 224 \\
+        --schedule deit-s
 
 Prints the schedule (ready for ``token_merge=dict(schedule=...)``), its block
 FLOPs as a fraction of the dense model's (analytic count, see

@@ -7,10 +7,10 @@
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
 
+    MERGE=model.backbone.token_merge.schedule=deit-s
     python tools/benchmark.py configs/upernet_deit_s_ade20k.py \\
         configs/upernet_cait_s_ade20k.py \\
-        'configs/upernet_deit_s_ade20k.py@model.backbone.token_merge.schedule=deit-s' \\
-        --shape 512 512 --batch-size 2
+        "configs/upernet_deit_s_ade20k.py@$MERGE" --shape 512 512
 
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.

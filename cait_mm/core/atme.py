@@ -119,8 +119,8 @@ def plan_lines(sim: Tensor,
         if valid_lines is None:
             sim = sim.mean(1, keepdim=True)
         else:
-            line_ok = torch.arange(L, device=device)[None] < valid_lines[:,
-                                                                       None]
+            lines = torch.arange(L, device=device)
+            line_ok = lines[None] < valid_lines[:, None]
             sim = (sim * line_ok[..., None]).sum(1, keepdim=True) \
                 / valid_lines[:, None, None]
     if valid_len is not None:
@@ -182,7 +182,8 @@ class ATME(TokenReducer):
 
     def config(self) -> Dict:
         return dict(
-            schedule=[[b, d, r] for b, (d, r) in sorted(self.schedule.items())],
+            schedule=[[b, d, r]
+                      for b, (d, r) in sorted(self.schedule.items())],
             granularity=self.granularity)
 
     def extra_repr(self) -> str:

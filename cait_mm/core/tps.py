@@ -321,7 +321,7 @@ class TPS(TokenReducer):
         if stage == 0:
             self._ratio_losses = {}
         P = num_prefix
-        B, N = x.shape[0], x.shape[1] - P
+        N = x.shape[1] - P
         H0, W0 = state.grid_size
         if state.source is None and N != H0 * W0:
             raise ValueError(f'TPS: {N} patch tokens but the state has an '

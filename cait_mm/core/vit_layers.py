@@ -237,7 +237,8 @@ class Block(nn.Module):
             qk_dim=qk_dim,
             v_dim=v_dim,
             channel_groups=[g for g in groups if g != 'mlp'])
-        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0. \
+            else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(
             in_features=dim,

@@ -1,34 +1,7 @@
-# Dense DeiT-T on ImageNet-1k, the reference for CAIT-T: mmpretrain's DeiT
-# recipe (deit-tiny_4xb256_in1k.py: AdamW, lr 5e-4 x 1024 / 512, weight
-# decay 0.05, cosine to 1e-5, 300 epochs, batch 1024 in total, RandAugment,
-# random erasing, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, top-1/top-5)
-# with mmpretrain's VisionTransformer replaced by cait_mm.CAITViT in plain
-# DeiT form. Two changes bring it back to DeiT's own recipe: drop path 0.1
-# for every size (mmpretrain leaves it out for T and S) and 5 warm-up epochs
-# (mmpretrain's schedule base, written for Swin, has 20).
-# Data: data/imagenet, as class folders or with meta/{train,val}.txt lists.
-_base_ = ['mmpretrain::deit/deit-tiny_4xb256_in1k.py']
+# Dense DeiT-T on ImageNet-1k, the reference for CAIT-T: ./deit-s_in1k.py
+# (mmpretrain's DeiT recipe with CAITViT, see there) at DeiT-T size.
+# mmpretrain's deit-tiny_4xb256_in1k.py differs from its small config in
+# these two settings only.
+_base_ = ['./deit-s_in1k.py']
 
-custom_imports = dict(imports=['cait_mm'], allow_failed_imports=False)
-
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='cait_mm.CAITViT',
-        arch='deit-t',
-        img_size=224,
-        patch_size=16,
-        out_type='cls_token',  # (B, C) class token for the linear head
-        final_norm=True,
-        drop_path_rate=0.1),
-    head=dict(in_channels=192))
-
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-3,
-        by_epoch=True,
-        end=5,
-        convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5)
-]
+model = dict(backbone=dict(arch='deit-t'), head=dict(in_channels=192))

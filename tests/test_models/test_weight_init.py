@@ -9,7 +9,6 @@ from ..fake_in1k import write_timm_deit
 pytest.importorskip('mmpretrain')
 
 
-
 @pytest.fixture(autouse=True)
 def mmpretrain_scope():
     """Heads are looked up in mmpretrain's scope, whatever scope an earlier

@@ -3,7 +3,6 @@ import json
 import os.path as osp
 
 import cv2
-import numpy as np
 
 from ..conftest import REPO, run_tool
 

@@ -113,8 +113,8 @@ def test_token_merging_trains_and_tests_through_the_tools(
     _train(tmp_path / 'cait', demo_data, 2, options=[MERGE])
     ckpt = _load(tmp_path / 'cait' / 'iter_2.pth')
     cfg = Config.fromstring(ckpt['meta']['cfg'], '.py')
-    assert cfg.model.backbone.token_merge.schedule == [(0, 'h', 0.5),
-                                                        (1, 'v', 0.5)]
+    schedule = cfg.model.backbone.token_merge.schedule
+    assert schedule == [(0, 'h', 0.5), (1, 'v', 0.5)]
     # trained with ATME, and, training-free, ATME on the dense checkpoint
     for path in (tmp_path / 'cait' / 'iter_2.pth', root / 'a' / 'iter_4.pth'):
         proc = run_tool([

@@ -1,4 +1,5 @@
-"""CAITViT: a plain DeiT backbone for dense prediction, ready for compression."""
+"""CAITViT: a plain DeiT backbone for dense prediction, built to be
+compressed (token merging or pruning, channel pruning)."""
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -204,13 +205,14 @@ class CAITViT(BaseModule):
         if isinstance(arch, str):
             if arch not in cls.arch_zoo:
                 raise ValueError(f'Unknown arch "{arch}"; valid archs: '
-                               f'{sorted(cls.arch_zoo)}, or a dict with '
-                               'embed_dims, num_layers, num_heads, mlp_ratio')
+                                 f'{sorted(cls.arch_zoo)}, or a dict with '
+                                 'embed_dims, num_layers, num_heads, '
+                                 'mlp_ratio')
             return dict(cls.arch_zoo[arch])
         required = {'embed_dims', 'num_layers', 'num_heads', 'mlp_ratio'}
         if not isinstance(arch, dict) or set(arch) != required:
             raise ValueError(f'A custom arch must be a dict with exactly the '
-                           f'keys {sorted(required)}, got {arch!r}')
+                             f'keys {sorted(required)}, got {arch!r}')
         return dict(arch)
 
     def _parse_widths(self, channel_widths) -> List[Dict[str, int]]:

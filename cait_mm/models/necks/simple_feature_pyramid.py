@@ -45,8 +45,9 @@ class SimpleFeaturePyramid(BaseModule):
     is zero outside the content too (``CAITViT`` zeroes it when given
     ``valid_sizes``). The max pool zero-pads an odd-sized map to an even
     one, so the last window reads what padding would hold in a batch.
-    Outside the content the outputs are 0. The content of a level is the input's content grid ``ceil(h /
-    input_stride)`` times its scale, rounded up: it includes the part of
+    Outside the content the outputs are 0. The content of a level is the
+    input's content grid ``ceil(h / input_stride)`` times its scale, rounded
+    up: it includes the part of
     the last patch that covers padding pixels, which belongs to the image
     alone as well. The norms are position-wise (LayerNorm), which keeps this
     true; a GroupNorm would mix padding into its statistics.
@@ -194,8 +195,9 @@ class SimpleFeaturePyramid(BaseModule):
             tuple[Tensor]: ``num_outs`` contiguous maps ``(B, out_channels,
             h_i, w_i)`` with ``h_i = H * s_i`` for the scale factors ``s_i``
             (``ceil`` for scales below 1), then the extra levels, each half
-            (``ceil``) the previous one; with the defaults strides 4, 8, 16, 32, 64 for
-            a stride-16 input, e.g. 200x336, 100x168, 50x84, 25x42, 13x21
+            (``ceil``) the previous one; with the defaults strides 4, 8,
+            16, 32, 64 for a stride-16 input, e.g. 200x336, 100x168, 50x84,
+            25x42, 13x21
             for a 50x84 input map (an 800x1344 image).
         """
         x = inputs if isinstance(inputs, Tensor) else inputs[self.in_index]
