@@ -13,6 +13,7 @@ MMDET_MASK_RCNN = 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 DEIT_S = osp.join(REPO, 'configs/mask-rcnn_deit_s_coco.py')
 CAIT_S = osp.join(REPO, 'configs/mask-rcnn_cait_s_coco.py')
 DEMO = osp.join(REPO, 'configs/demo/mask-rcnn_deit_t_demo_shapes.py')
+TINY_COCO = osp.join(REPO, 'configs/mask-rcnn_deit_t_tiny_coco_cpu.py')
 
 
 def _mmdet_config(name):
@@ -88,6 +89,28 @@ def test_demo_config_uses_the_generated_classes():
     assert DEMO_INSTANCE_CLASSES == CLASSES[1:]
     assert cfg.model.roi_head.bbox_head.num_classes == len(CLASSES) - 1
     assert cfg.model.roi_head.mask_head.num_classes == len(CLASSES) - 1
+
+
+def test_tiny_coco_config_is_the_demo_recipe_on_coco_layout():
+    from mmdet.datasets import CocoDataset
+    cfg, demo = Config.fromfile(TINY_COCO), Config.fromfile(DEMO)
+    num_classes = len(CocoDataset.METAINFO['classes'])
+    assert cfg.model.roi_head.bbox_head.num_classes == num_classes
+    assert cfg.model.roi_head.mask_head.num_classes == num_classes
+    assert cfg.model.neck == demo.model.neck
+    for split, loader in (('train', 'train_dataloader'),
+                          ('val', 'val_dataloader'),
+                          ('val', 'test_dataloader')):
+        dataset = cfg[loader].dataset
+        assert dataset.metainfo is None  # COCO's own 80 classes
+        assert dataset.ann_file == f'annotations/instances_{split}2017.json'
+        assert dataset.data_prefix.img == f'{split}2017/'
+        scales = [t.scale for t in dataset.pipeline if 'scale' in t]
+        assert scales == [(384, 384)]
+    assert cfg.val_evaluator.ann_file == (
+        'data/tiny_coco/annotations/instances_val2017.json')
+    cait = Config.fromfile(TINY_COCO.replace('deit_t', 'cait_t'))
+    assert cait.model.backbone.token_merge.schedule == 'deit-t'
 
 
 def _is_det_and_builds_alone(path):
