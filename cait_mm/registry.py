@@ -7,7 +7,8 @@ prefix through the shared root. ``locations`` are imported lazily on the first
 look-up, which keeps ``import cait_mm`` free of mmseg, mmdet and mmpretrain.
 
 Modules that subclass a task package's classes (the ImageNet classifier is
-mmpretrain's ``ImageClassifier``, the Mask R-CNN is mmdet's ``MaskRCNN``)
+mmpretrain's ``ImageClassifier``, the Mask R-CNN is mmdet's ``MaskRCNN``,
+the segmentor is mmseg's ``EncoderDecoder``)
 cannot sit in ``locations``: a backbone look-up from an mmseg config would
 import mmpretrain or mmdet, or fail where it is not installed. They are
 listed in ``lazy`` instead and imported by the first look-up of a name they
@@ -55,6 +56,7 @@ MODELS = LazyRegistry(
     lazy={
         'DistillImageClassifier': 'cait_mm.models.classifiers',
         'PadAwareMaskRCNN': 'cait_mm.models.detectors',
+        'TokenReducerEncoderDecoder': 'cait_mm.models.segmentors',
     })
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE,

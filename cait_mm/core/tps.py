@@ -8,6 +8,7 @@ updated so that every original patch points at the token that now holds it,
 which is what restores the full grid for dense prediction.
 """
 import math
+import warnings
 from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -181,6 +182,8 @@ class TPS(TokenReducer):
         self.ratio_loss_weight = float(ratio_loss_weight)
         self.prop_attn = prop_attn
         self._ratio_losses: Dict[int, Tensor] = {}
+        # a training forward's ratio loss that no model has taken yet
+        self._loss_untaken = False
         self.predictors = None
         if score == 'learned':
             if embed_dims is None:
@@ -286,6 +289,7 @@ class TPS(TokenReducer):
         kept is fixed by top-k, so this loss calibrates the probabilities
         whose straight-through gradients train the predictor.
         """
+        self._loss_untaken = False
         if not self._ratio_losses:
             return {}
         total = sum(self._ratio_losses.values())
@@ -319,6 +323,13 @@ class TPS(TokenReducer):
                 'images of one size, or use ATME for padded detection inputs')
         stage = self.stage_blocks.index(block_index)
         if stage == 0:
+            if self.training and self._loss_untaken:
+                warnings.warn(
+                    "TPS (score='learned'): the keep-ratio loss of the last "
+                    'training forward was not added to the losses; use a '
+                    'model that adds it (cait_mm.TokenReducerEncoderDecoder, '
+                    'cait_mm.PadAwareMaskRCNN, cait_mm.DistillImageClassifier)'
+                    ' or call token_reducer.losses() in yours')
             self._ratio_losses = {}
         P = num_prefix
         N = x.shape[1] - P
@@ -340,6 +351,8 @@ class TPS(TokenReducer):
                 # logistic noise = difference of two Gumbels: the two-way
                 # keep/drop Gumbel-softmax becomes sigmoid((logit + noise)/tau)
                 rank = logits + u.log() - (-u).log1p()
+            if self.training:
+                self._loss_untaken = True
             self._ratio_losses[block_index] = (
                 (logits.sigmoid().mean(dim=1) - num_keep / N)**2).mean()
         else:

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -448,3 +449,25 @@ def test_bad_forward_input_raises():
     with pytest.raises(ValueError, match='identity source map'):
         tps(0, x, one_hot_attention([[1., 2., 3., 4.]]),
             TokenState.from_grid((3, 3)), 1)
+
+
+def test_an_untaken_ratio_loss_warns_at_the_next_training_forward():
+    tps = TPS(num_layers=2, blocks=[1], keep_ratio=.5, score='learned',
+              embed_dims=16, predictor_hidden=8)
+    x = torch.randn(2, 1 + 20, 16)
+
+    def forward():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            tps(1, x, None, TokenState.from_grid((4, 5)), 1)
+        return [w for w in caught if 'keep-ratio loss' in str(w.message)]
+
+    tps.train()
+    assert not forward()
+    assert len(forward()) == 1  # the first forward's loss was never taken
+    tps.losses()
+    assert not forward()
+    tps.eval()  # evaluation records no debt, and never warns
+    assert not forward() and not forward()
+    tps.train()
+    assert len(forward()) == 1  # the debt of the last training forward

@@ -9,6 +9,7 @@ from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
 from cait_mm.registry import MODELS
+from ..reducer_losses import add_reducer_losses
 
 
 @MODELS.register_module()
@@ -106,11 +107,4 @@ class DistillImageClassifier(ImageClassifier):
                 teacher_score = self.teacher(inputs)
             losses['loss_distill'] = self.distill_loss(cls_score,
                                                        teacher_score)
-        reducer = getattr(self.backbone, 'token_reducer', None)
-        if reducer is not None and hasattr(reducer, 'losses'):
-            for name, value in reducer.losses().items():
-                if name in losses:
-                    raise KeyError(f'token reducer loss "{name}" collides '
-                                   'with a classifier loss')
-                losses[name] = value
-        return losses
+        return add_reducer_losses(losses, self.backbone)

@@ -9,6 +9,7 @@ from mmdet.structures import SampleList
 from torch import Tensor, nn
 
 from cait_mm.registry import MODELS
+from ..reducer_losses import add_reducer_losses
 
 
 def _accepts_valid_sizes(module: nn.Module) -> bool:
@@ -75,7 +76,8 @@ class PadAwareMixin:
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList):
         with self._content_sizes(batch_data_samples):
-            return super().loss(batch_inputs, batch_data_samples)
+            losses = super().loss(batch_inputs, batch_data_samples)
+        return add_reducer_losses(losses, self.backbone)
 
     def predict(self,
                 batch_inputs: Tensor,

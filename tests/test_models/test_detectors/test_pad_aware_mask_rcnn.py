@@ -173,3 +173,30 @@ def test_train_step_on_a_padded_batch(model, images):
     assert torch.isfinite(total)
     total.backward()
     assert model.backbone.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_learned_token_reducer_loss_is_added():
+    from mmdet.registry import MODELS
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.backbone.token_prune = dict(
+        blocks=(1, ), keep_ratio=0.5, score='learned')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).train()
+    shape = (64, 64)  # unpadded: TPS keeps one token count per batch
+    samples = _samples([shape, shape], shape)
+    for sample in samples:
+        masks = torch.zeros(1, *shape, dtype=torch.uint8)
+        masks[0, 8:30, 10:40] = 1
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor([[10., 8., 40., 30.]]),
+            labels=torch.tensor([1]),
+            masks=BitmapMasks(masks.numpy(), *shape))
+    losses = model.loss(torch.randn(2, 3, *shape), samples)
+    assert {'loss_rpn_cls', 'loss_mask', 'loss_tps_ratio'} <= set(losses)
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    predictor = model.backbone.token_reducer.predictors['1']
+    assert all(p.grad is not None for p in predictor.parameters())
