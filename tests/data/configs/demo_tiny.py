@@ -15,23 +15,15 @@ model = dict(
         out_indices=(0, 1, 2, 3)),
     decode_head=dict(in_channels=[64, 64, 64, 64], channels=32),
     auxiliary_head=dict(in_channels=64, channels=16))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(
-        type='RandomResize',
-        scale=crop_size,
-        ratio_range=(0.75, 1.5),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
+# the demo's pipelines at this size (resize scale and crop)
+train_pipeline = [{
+    **t,
+    **{k: crop_size
+       for k in ('scale', 'crop_size') if k in t}
+} for t in _base_.train_pipeline]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=crop_size, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
+    dict(t, scale=crop_size) if 'scale' in t else t
+    for t in _base_.test_pipeline
 ]
 train_dataloader = dict(
     batch_size=2,

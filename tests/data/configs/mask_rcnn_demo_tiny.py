@@ -27,25 +27,14 @@ model = dict(
     # and CocoMetric reports no mAP for an empty result set.
     test_cfg=dict(
         rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(score_thr=0.0)))
+# the demo's pipelines at this size
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='RandomResize',
-        scale=img_scale,
-        ratio_range=(0.75, 1.25),
-        keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
+    dict(t, scale=img_scale) if 'scale' in t else t
+    for t in _base_.train_pipeline
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
+    dict(t, scale=img_scale) if 'scale' in t else t
+    for t in _base_.test_pipeline
 ]
 train_dataloader = dict(
     batch_size=2,
