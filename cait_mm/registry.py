@@ -22,6 +22,8 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import \
     WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
@@ -63,6 +65,11 @@ MODEL_WRAPPERS = Registry(
     locations=['cait_mm.engine'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope=SCOPE, locations=['cait_mm.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope=SCOPE,
+    locations=['cait_mm.engine'])
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope=SCOPE,
     locations=['cait_mm.datasets'])

@@ -69,6 +69,25 @@ def test_baseline_keeps_mmdet_heads_data_and_schedule():
     assert ours.param_scheduler[-1].milestones == [8, 11]
 
 
+def test_baseline_trains_with_vitdet_layer_decay():
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(DEIT_S)
+    model = _build(cfg)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr = {
+        names[id(g['params'][0])]: g['lr']
+        for g in wrapper.optimizer.param_groups
+    }
+    assert lr['backbone.patch_embed.proj.weight'] == pytest.approx(
+        1e-4 * 0.7**13)
+    assert lr['backbone.blocks.11.mlp.fc2.weight'] == pytest.approx(
+        1e-4 * 0.7)
+    heads = [n for n in lr if n.startswith(('neck.', 'rpn_head.',
+                                            'roi_head.'))]
+    assert heads and all(lr[n] == pytest.approx(1e-4) for n in heads)
+
+
 def test_cait_config_is_the_baseline_with_token_merging():
     dense, cait = Config.fromfile(DEIT_S), Config.fromfile(CAIT_S)
     merge = cait.model.backbone.pop('token_merge')

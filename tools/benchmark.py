@@ -1,7 +1,8 @@
 """Speed, FLOPs and params of several models, measured side by side.
 
     python tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
-        [--device cpu|cuda] [--backbone-only | --part model|features|backbone]
+        [--device cpu|cuda] [--backbone-only |
+        --part model|network|features|backbone]
         [--warmup 3] [--repeats 10] [--amp] [--cuda-graph] [--out-dir DIR]
 
 An ENTRY is a config, optionally with overrides joined by '@', values as in

@@ -11,7 +11,9 @@ Rows, all with the CPU recipe (DeiT-T from scratch on 256x256 crops, 600
 iterations; same seed, schedule, crops and initialisation): dense;
 cait-atme (trained with ATME); atme-training-free (the dense checkpoint,
 ATME at test time); tps (trained with TPS); tps-training-free;
-cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export). Each row
+cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export);
+cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
+trained or at test time only). Each row
 runs tools/train.py, tools/export_compressed.py and tools/test.py; then all
 rows are timed in one process (whole model, batch 1), as ratios to dense.
 Writes results.md, results.json and results.png (mIoU vs images/s) in the

@@ -16,7 +16,7 @@ from torch import nn
 from .complexity import count_flops, count_params
 from .model_from_config import build_model
 
-PARTS = ('model', 'features', 'backbone')
+PARTS = ('model', 'network', 'features', 'backbone')
 
 
 @dataclass
@@ -81,9 +81,11 @@ def part_fn(model: nn.Module, part: str, batch: int,
     """What to time for ``part`` and what to count FLOPs on.
 
     ``model``: the full inference (``predict``: heads, resizing, post-
-    processing); FLOPs are counted on ``mode='tensor'`` (the network without
-    post-processing). ``features``: backbone and neck. ``backbone``: the
-    backbone alone.
+    processing); FLOPs are counted on ``mode='tensor'``. ``network``: that
+    ``mode='tensor'`` forward alone (backbone, neck and heads without
+    resizing to the image or post-processing), so that ``model`` minus
+    ``network`` is what post-processing costs. ``features``: backbone and
+    neck. ``backbone``: the backbone alone.
     """
     if part == 'backbone':
         return model.backbone, model.backbone
@@ -93,8 +95,10 @@ def part_fn(model: nn.Module, part: str, batch: int,
     scope = 'mmdet' if any(cls.__module__.startswith('mmdet.')
                            for cls in type(model).__mro__) else 'mmseg'
     samples = _data_samples(scope, batch, shape)
-    return ((lambda x: model.predict(x, samples)),
-            _Call(model, lambda x: model(x, samples[:1], mode='tensor')))
+    counted = _Call(model, lambda x: model(x, samples[:1], mode='tensor'))
+    if part == 'network':
+        return (lambda x: model(x, samples, mode='tensor')), counted
+    return (lambda x: model.predict(x, samples)), counted
 
 
 class _Call(nn.Module):
@@ -152,10 +156,11 @@ def benchmark(entries: Sequence[Entry],
     """
     if part not in PARTS:
         raise ValueError(f'part must be one of {PARTS}, got {part!r}')
-    if cuda_graph and (not device.startswith('cuda') or part == 'model'):
+    if cuda_graph and (not device.startswith('cuda')
+                       or part in ('model', 'network')):
         raise ValueError('cuda_graph needs a CUDA device and part '
-                         "'backbone' or 'features' (the whole model's "
-                         'post-processing is not capturable)')
+                         "'backbone' or 'features' (heads with proposals "
+                         'or post-processing are not capturable)')
     torch.manual_seed(0)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
     runs, results = [], []

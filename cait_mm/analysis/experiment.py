@@ -23,13 +23,25 @@ LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 @dataclass
 class Row:
     """One row: a config to train (or the row whose checkpoint it reuses),
-    test-time overrides, and whether the checkpoint is exported first."""
+    overrides for training and testing (``options``) or for testing only
+    (``test_options``), and whether the checkpoint is exported first."""
     name: str
     config: str
     description: str
     reuse: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
     test_options: Dict[str, Any] = field(default_factory=dict)
     export: bool = False
+
+    @property
+    def all_test_options(self) -> Dict[str, Any]:
+        return {**self.options, **self.test_options}
+
+
+# 30% of DeiT-T's block FLOPs at 512x512 (tools/atme_schedule.py --arch
+# deit-t --target 0.3): full merges in blocks 2-5 leave a quarter of each
+# side, what the whole-UperNet speed target of the ATME issue needs.
+ATME_T_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
 
 
 def cpu_rows(dataset: str) -> List[Row]:
@@ -52,6 +64,13 @@ def cpu_rows(dataset: str) -> List[Row]:
             }),
         Row('cait-atme-cdcp', c.format('cait_t_cdcp'),
             'ATME + CDCP (half of QK/V/MLP), exported', export=True),
+        Row('cait-atme-30', c.format('cait_t'),
+            'ATME at 30% of the block FLOPs, trained',
+            options={'model.backbone.token_merge.schedule': ATME_T_30}),
+        Row('atme-30-training-free', c.format('deit_t'),
+            'dense checkpoint, ATME at 30% of the block FLOPs at test time',
+            reuse='dense',
+            test_options={'model.backbone.token_merge.schedule': ATME_T_30}),
     ]
 
 
@@ -81,9 +100,11 @@ def _format(value) -> str:
     return str(value)
 
 
-def _options(data_root: str, extra: Dict[str, Any]) -> List[str]:
-    return [f'{loader}.dataset.data_root={data_root}' for loader in LOADERS
-            ] + [f'{k}={_format(v)}' for k, v in extra.items()]
+def _options(data_root: Optional[str], extra: Dict[str, Any]) -> List[str]:
+    roots = [] if data_root is None else [
+        f'{loader}.dataset.data_root={data_root}' for loader in LOADERS
+    ]
+    return roots + [f'{k}={_format(v)}' for k, v in extra.items()]
 
 
 def _trained(work_dir: str, name: str) -> str:
@@ -112,25 +133,28 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
             log(f'[{row.name}] training {row.config}')
             _run([
                 'tools/train.py', row.config, '--work-dir', train_dir,
-                '--cfg-options', *_options(data_root, {})
+                '--cfg-options', *_options(data_root, row.options)
             ], osp.join(row_dir, 'train.log'))
         ckpt = _trained(work_dir, row.reuse or row.name)
         if row.export:
             exported = osp.join(row_dir, 'compressed.pth')
             log(f'[{row.name}] exporting {ckpt}')
-            _run(['tools/export_compressed.py', row.config, ckpt, exported],
-                 osp.join(row_dir, 'export.log'))
+            export = ['tools/export_compressed.py', row.config, ckpt, exported]
+            if row.options:
+                export += ['--cfg-options', *_options(None, row.options)]
+            _run(export, osp.join(row_dir, 'export.log'))
             ckpt = exported
         test_dir = osp.join(row_dir, 'test')
         log(f'[{row.name}] testing {ckpt}')
         _run([
             'tools/test.py', row.config, ckpt, '--work-dir', test_dir,
-            '--cfg-options', *_options(data_root, row.test_options)
+            '--cfg-options', *_options(data_root, row.all_test_options)
         ], osp.join(row_dir, 'test.log'))
         metrics = _last_metrics(test_dir)
         log(f'[{row.name}] {metrics}')
         results.append(
-            dict(asdict(row), checkpoint=ckpt, metrics=metrics))
+            dict(asdict(row), checkpoint=ckpt, metrics=metrics,
+                 all_test_options=row.all_test_options))
     return results
 
 
@@ -139,7 +163,7 @@ def bench_entries(results: Sequence[Dict]) -> List[Entry]:
     row is rebuilt from its file)."""
     entries = []
     for r in results:
-        overrides = dict(r['test_options'])
+        overrides = dict(r['all_test_options'])
         if r['export']:
             overrides['model.backbone.compressed'] = r['checkpoint']
             overrides['model.backbone.channel_prune'] = None

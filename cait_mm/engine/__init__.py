@@ -2,8 +2,10 @@
 from .cpu_distributed import (CPUDistributedDataParallel,
                               setup_cpu_distributed, teardown_distributed)
 from .hooks import CDCPHook
+from .optimizers import LayerDecayOptimizerConstructor
 
 __all__ = [
-    'CDCPHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
+    'CDCPHook', 'CPUDistributedDataParallel',
+    'LayerDecayOptimizerConstructor', 'setup_cpu_distributed',
     'teardown_distributed'
 ]

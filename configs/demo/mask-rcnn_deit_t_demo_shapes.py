@@ -83,12 +83,14 @@ val_evaluator = dict(ann_file=data_root +
                      'annotations/instances_validation.json')
 test_evaluator = val_evaluator
 
-# From scratch (no pretrained weights offline): a higher learning rate, a
-# short warm-up, and the 1x schedule's shape: 12 epochs of 30 iterations,
-# steps at 8 and 11.
+# From scratch (no pretrained weights offline): a higher learning rate, no
+# layer-wise lr decay (it protects pretrained early blocks; here there are
+# none), a short warm-up, and the 1x schedule's shape: 12 epochs of 30
+# iterations, steps at 8 and 11.
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=4e-4))
+optim_wrapper = dict(
+    optimizer=dict(lr=4e-4), paramwise_cfg=dict(decay_rate=1.))
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),

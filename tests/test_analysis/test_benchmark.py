@@ -23,7 +23,7 @@ def test_whole_mask_rcnn_is_run_with_detection_samples():
     assert result.pred_instances.masks.shape[-2:] == (64, 96)
 
 
-@pytest.mark.parametrize('part', ['features', 'model'])
+@pytest.mark.parametrize('part', ['features', 'network', 'model'])
 def test_mask_rcnn_with_and_without_token_merging(part):
     results = benchmark([Entry(CONFIG), Entry(CONFIG, MERGE)], (64, 96),
                         part=part,
@@ -34,3 +34,21 @@ def test_mask_rcnn_with_and_without_token_merging(part):
     assert dense.flops > 0 and merged.flops < dense.flops
     assert merged.params == dense.params
     assert all(r.images_per_s > 0 for r in results)
+
+
+def test_network_part_is_predict_without_resizing_and_post_processing():
+    import torch.nn.functional as F
+    model = build_model(osp.join(REPO, 'tests/data/configs/demo_tiny.py'))
+    x = torch.randn(2, 3, 64, 96)
+    network, _ = part_fn(model, 'network', 2, (64, 96))
+    predict, _ = part_fn(model, 'model', 2, (64, 96))
+    with torch.no_grad():
+        logits = network(x)
+        samples = predict(x)
+    assert isinstance(logits, torch.Tensor)
+    assert logits.shape[:2] == (2, model.decode_head.num_classes)
+    assert logits.shape[-2:] != (64, 96)
+    resized = F.interpolate(logits, (64, 96), mode='bilinear',
+                            align_corners=model.align_corners)
+    for i, sample in enumerate(samples):
+        torch.testing.assert_close(sample.seg_logits.data, resized[i])

@@ -3,6 +3,7 @@ import json
 import os.path as osp
 
 import cv2
+import pytest
 
 from ..conftest import REPO, run_tool
 
@@ -31,14 +32,15 @@ def test_benchmark_measures_entries_side_by_side(tmp_path):
     assert next(tmp_path.glob('*.md')).read_text().count('\n| ') == 4
 
 
-def test_benchmark_whole_model(tmp_path):
+@pytest.mark.parametrize('part', ['model', 'network'])
+def test_benchmark_whole_model(tmp_path, part):
     proc = run_tool([
         'tools/benchmark.py', CONFIG, '--shape', '64', '64', '--warmup', '0',
-        '--repeats', '1', '--out-dir',
+        '--repeats', '1', '--part', part, '--out-dir',
         str(tmp_path)
     ])
     result = json.load(open(next(tmp_path.glob('*.json'))))
-    assert result['results'][0]['part'] == 'model'
+    assert result['results'][0]['part'] == part
     assert 'demo_tiny' in proc.stdout
 
 

@@ -1,0 +1,3 @@
+from .layer_decay import LayerDecayOptimizerConstructor
+
+__all__ = ['LayerDecayOptimizerConstructor']
