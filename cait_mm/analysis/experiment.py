@@ -153,21 +153,21 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
         metrics = _last_metrics(test_dir)
         log(f'[{row.name}] {metrics}')
         results.append(
-            dict(asdict(row), checkpoint=ckpt, metrics=metrics,
-                 all_test_options=row.all_test_options))
+            dict(asdict(row), checkpoint=ckpt, metrics=metrics))
     return results
 
 
-def bench_entries(results: Sequence[Dict]) -> List[Entry]:
+def bench_entries(rows: Sequence[Row],
+                  results: Sequence[Dict]) -> List[Entry]:
     """What each row runs at test time, as benchmark entries (an exported
     row is rebuilt from its file)."""
     entries = []
-    for r in results:
-        overrides = dict(r['all_test_options'])
-        if r['export']:
+    for row, r in zip(rows, results):
+        overrides = dict(row.all_test_options)
+        if row.export:
             overrides['model.backbone.compressed'] = r['checkpoint']
             overrides['model.backbone.channel_prune'] = None
-        entries.append(Entry(r['config'], overrides, label=r['name']))
+        entries.append(Entry(row.config, overrides, label=row.name))
     return entries
 
 
@@ -215,7 +215,7 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
     """Rows end to end, then speed; writes ``results.{md,json,png}`` in
     ``work_dir`` and returns the Markdown table."""
     results = run_rows(rows, data_root, work_dir, skip_existing, log)
-    speed = benchmark(bench_entries(results), tuple(shape), 1, 'model',
+    speed = benchmark(bench_entries(rows, results), tuple(shape), 1, 'model',
                       device, warmup=3, repeats=repeats, log=log)
     heading = (f'{title} | speed: whole model, {shape[0]}x{shape[1]}, batch '
                f'1, {device}, median of {repeats}')
