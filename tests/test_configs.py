@@ -18,6 +18,7 @@ def _mmseg_config(name):
 
 
 MMSEG_DEIT_S = 'vit/vit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py'
+BASELINE = 'configs/upernet/upernet_deit_s_ade20k.py'
 
 
 def _build(cfg):
@@ -32,7 +33,7 @@ def _param_shapes(module):
 
 
 def test_baseline_keeps_mmseg_head_schedule_and_data():
-    ours = Config.fromfile(osp.join(REPO, 'configs/upernet_deit_s_ade20k.py'))
+    ours = Config.fromfile(osp.join(REPO, BASELINE))
     mmseg = _mmseg_config(MMSEG_DEIT_S)
     assert ours.default_scope == 'mmseg'
     assert ours.model.backbone.type == 'cait_mm.CAITViT'
@@ -47,8 +48,7 @@ def test_baseline_keeps_mmseg_head_schedule_and_data():
 
 
 def test_baseline_model_matches_mmseg_vit_upernet_in_size():
-    ours = _build(
-        Config.fromfile(osp.join(REPO, 'configs/upernet_deit_s_ade20k.py')))
+    ours = _build(Config.fromfile(osp.join(REPO, BASELINE)))
     mmseg = _build(_mmseg_config(MMSEG_DEIT_S))
     assert isinstance(ours.backbone, CAITViT)
     assert _param_shapes(ours.decode_head) == _param_shapes(mmseg.decode_head)
@@ -100,11 +100,13 @@ def test_every_segmentation_config_builds_and_runs(path):
 
 
 @pytest.mark.parametrize('path', [
-    'configs/upernet_cait_s_cityscapes.py',
-    'configs/upernet_cait_s_synapse.py', 'configs/upernet_cait_s_potsdam.py'
+    'configs/upernet/upernet_cait_s_cityscapes.py',
+    'configs/upernet/upernet_cait_s_synapse.py',
+    'configs/upernet/upernet_cait_s_potsdam.py'
 ])
 def test_other_datasets_keep_the_ade20k_model_and_schedule(path):
-    ade = Config.fromfile(osp.join(REPO, 'configs/upernet_cait_s_ade20k.py'))
+    ade = Config.fromfile(
+        osp.join(REPO, 'configs/upernet/upernet_cait_s_ade20k.py'))
     other = Config.fromfile(osp.join(REPO, path))
     for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):
         assert other[key] == ade[key], key
@@ -117,7 +119,112 @@ def test_other_datasets_keep_the_ade20k_model_and_schedule(path):
 
 
 def test_unknown_config_key_is_reported():
-    cfg = Config.fromfile(osp.join(REPO, 'configs/upernet_deit_s_ade20k.py'))
+    cfg = Config.fromfile(osp.join(REPO, BASELINE))
     cfg.model.backbone.embed_dim = 384  # timm's spelling, not ours
     with pytest.raises(TypeError, match='embed_dim'):
         _build(cfg)
+
+
+# folder: what its configs' names start with
+FOLDERS = {
+    'upernet': 'upernet_',
+    'mask-rcnn': 'mask-rcnn_',
+    'imagenet': '',
+    'demo': ''
+}
+
+
+def test_configs_sit_in_their_folders():
+    """mmseg's habit: one folder per model (and the ImageNet stage), shared
+    pieces under _base_/, nothing loose in configs/."""
+    for path in glob.glob(osp.join(REPO, 'configs/**/*.py'), recursive=True):
+        rel = osp.relpath(path, osp.join(REPO, 'configs'))
+        folder, name = rel.split(osp.sep, 1)
+        if folder == '_base_':
+            assert name.split(osp.sep)[0] in ('models', 'datasets',
+                                              'schedules', 'compression'), rel
+            continue
+        assert folder in FOLDERS, rel
+        assert name.startswith(FOLDERS[folder]), rel
+        assert folder != 'imagenet' or name.endswith('_in1k.py'), rel
+
+
+def _diff(a, b, prefix=''):
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return set().union(*(_diff(a.get(k), b.get(k), f'{prefix}{k}.')
+                             for k in keys)) if keys else set()
+    return set() if a == b else {prefix[:-1]}
+
+
+def _compression_helpers():
+    """The named settings the compression bases add to a config."""
+    return set().union(*(Config.fromfile(p).keys() for p in glob.glob(
+        osp.join(REPO, 'configs/_base_/compression/*.py'))))
+
+
+def _parent(name):
+    """The config a compressed UperNet config adds its compression to."""
+    if '_cdcp' in name:
+        return name.replace('_cdcp', '')
+    return name.replace('_cait_', '_deit_').replace('_tps_', '_deit_')
+
+
+COMPRESSED_SEG = sorted(
+    osp.basename(p)
+    for pattern in ('upernet_cait_*.py', 'upernet_tps_*.py')
+    for p in glob.glob(osp.join(REPO, 'configs/upernet', pattern)))
+
+
+def test_compressed_segmentation_configs_have_their_parent():
+    """Every compressed UperNet config but the ImageNet-initialised one and
+    the other mmseg datasets' (tested above) has the config it compresses."""
+    alone = {
+        n
+        for n in COMPRESSED_SEG
+        if not osp.isfile(osp.join(REPO, 'configs/upernet', _parent(n)))
+    }
+    assert alone == {
+        'upernet_cait_s_ade20k_from_in1k.py', 'upernet_cait_s_cityscapes.py',
+        'upernet_cait_s_potsdam.py', 'upernet_cait_s_synapse.py'
+    }
+    assert len(COMPRESSED_SEG) - len(alone) == 15
+
+
+@pytest.mark.parametrize('name', [
+    n for n in COMPRESSED_SEG
+    if osp.isfile(osp.join(REPO, 'configs/upernet', _parent(n)))
+])
+def test_compressed_config_is_its_dense_config_plus_compression(name):
+    """upernet_cait_X = upernet_deit_X + ATME at that size; upernet_tps_X =
+    upernet_deit_X + TPS; upernet_cait_X_cdcp_Y = upernet_cait_X_Y + CDCP:
+    nothing else differs."""
+    load = lambda n: Config.fromfile(  # noqa: E731
+        osp.join(REPO, 'configs/upernet', n)).to_dict()
+    ours = load(name)
+    helpers = _compression_helpers()
+    size = name.split('_')[2]
+    parent = load(_parent(name))
+    if '_cdcp' in name:
+        assert _diff(ours, parent) - helpers == {
+            'model.backbone.channel_prune', 'custom_hooks',
+            'optim_wrapper.paramwise_cfg.custom_keys.compactor'
+        }
+        assert ours['model']['backbone']['channel_prune'] == dict(
+            groups=('qk', 'v', 'mlp'))
+        hook, = ours['custom_hooks']
+        assert hook['type'] == 'cait_mm.CDCPHook'
+        assert hook['ratios'] == dict(qk=0.5, v=0.5, mlp=0.5)
+        assert hook['end'] <= ours['train_cfg']['max_iters']
+        assert ours['optim_wrapper']['paramwise_cfg']['custom_keys'][
+            'compactor'] == dict(decay_mult=0.)
+        return
+    assert _diff(ours, parent) - helpers == {'model.backbone.token_reducer'}
+    reducer = ours['model']['backbone']['token_reducer']
+    if name.startswith('upernet_cait_'):
+        assert reducer['type'] == 'ATME'
+        assert reducer['schedule'] == f'deit-{size}'
+    else:
+        assert reducer == dict(
+            type='TPS', blocks=(3, 6, 9), keep_ratio=0.7, score='attn')

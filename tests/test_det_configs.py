@@ -10,10 +10,11 @@ from mmengine.registry import init_default_scope
 from .conftest import REPO, without_scope
 
 MMDET_MASK_RCNN = 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-DEIT_S = osp.join(REPO, 'configs/mask-rcnn_deit_s_coco.py')
-CAIT_S = osp.join(REPO, 'configs/mask-rcnn_cait_s_coco.py')
+DEIT_S = osp.join(REPO, 'configs/mask-rcnn/mask-rcnn_deit_s_coco.py')
+CAIT_S = osp.join(REPO, 'configs/mask-rcnn/mask-rcnn_cait_s_coco.py')
 DEMO = osp.join(REPO, 'configs/demo/mask-rcnn_deit_t_demo_shapes.py')
-TINY_COCO = osp.join(REPO, 'configs/mask-rcnn_deit_t_tiny_coco_cpu.py')
+TINY_COCO = osp.join(REPO,
+                     'configs/mask-rcnn/mask-rcnn_deit_t_tiny_coco_cpu.py')
 
 
 def _mmdet_config(name):
@@ -90,8 +91,8 @@ def test_baseline_trains_with_vitdet_layer_decay():
 
 def test_cait_config_is_the_baseline_with_token_merging():
     dense, cait = Config.fromfile(DEIT_S), Config.fromfile(CAIT_S)
-    merge = cait.model.backbone.pop('token_merge')
-    assert merge.schedule == 'deit-s'
+    reducer = cait.model.backbone.pop('token_reducer')
+    assert (reducer.type, reducer.schedule) == ('ATME', 'deit-s')
     assert cait.to_dict() == dense.to_dict()
     model = _build(Config.fromfile(CAIT_S))
     assert type(model.backbone.token_reducer).__name__ == 'ATME'
@@ -129,7 +130,9 @@ def test_tiny_coco_config_is_the_demo_recipe_on_coco_layout():
     assert cfg.val_evaluator.ann_file == (
         'data/tiny_coco/annotations/instances_val2017.json')
     cait = Config.fromfile(TINY_COCO.replace('deit_t', 'cait_t'))
-    assert cait.model.backbone.token_merge.schedule == 'deit-t'
+    reducer = cait.model.backbone.pop('token_reducer')
+    assert (reducer.type, reducer.schedule) == ('ATME', 'deit-t')
+    assert cait.to_dict() == cfg.to_dict()
 
 
 def _is_det_and_builds_alone(path):
@@ -149,7 +152,9 @@ DET_CONFIGS = sorted(
 
 def test_det_configs_are_found():
     assert {
-        'configs/mask-rcnn_deit_s_coco.py', 'configs/mask-rcnn_cait_s_coco.py',
+        'configs/mask-rcnn/mask-rcnn_deit_s_coco.py',
+        'configs/mask-rcnn/mask-rcnn_cait_s_coco.py',
+        'configs/mask-rcnn/mask-rcnn_deit_t_tiny_coco_cpu.py',
         'configs/demo/mask-rcnn_deit_t_demo_shapes.py'
     } <= set(DET_CONFIGS)
 

@@ -28,7 +28,7 @@ def _load(name):
 
 @pytest.mark.parametrize('size', SIZES)
 def test_dense_reference_is_deits_recipe(size):
-    cfg = _load(f'cait/deit-{size}_in1k.py')
+    cfg = _load(f'imagenet/deit-{size}_in1k.py')
     assert cfg.default_scope == 'mmpretrain'
     assert cfg.model.type == 'ImageClassifier'
     backbone = cfg.model.backbone
@@ -60,13 +60,13 @@ def test_dense_reference_is_deits_recipe(size):
 @pytest.mark.parametrize('size', SIZES)
 def test_cait_config_compresses_the_dense_recipe(size):
     name = SIZES[size][0]
-    cait, dense = _load(f'cait/cait_deit-{size}_in1k.py'), _load(
-        f'cait/deit-{size}_in1k.py')
+    cait, dense = _load(f'imagenet/cait_deit-{size}_in1k.py'), _load(
+        f'imagenet/deit-{size}_in1k.py')
     deit = f'pretrain/{DEIT_FILES[size]}'
     model = cait.model
     assert model.type == 'cait_mm.DistillImageClassifier'
-    assert model.backbone.token_merge == dict(schedule=f'deit-{size}',
-                                              granularity='token')
+    assert model.backbone.token_reducer == dict(
+        type='ATME', schedule=f'deit-{size}', granularity='token')
     assert model.backbone.channel_prune == dict(groups=('qk', 'v', 'mlp'))
     assert model.backbone.pretrained == deit
     assert model.head.init_cfg == dict(type='cait_mm.PretrainedHead',
@@ -87,8 +87,8 @@ def test_cait_config_compresses_the_dense_recipe(size):
 
 
 @pytest.mark.parametrize('path', [
-    'cait/deit-t_in1k.py', 'cait/cait_deit-t_in1k.py',
-    'cait/cait_deit-s_in1k.py', 'tps/tps_deit-s_in1k.py'
+    'imagenet/deit-t_in1k.py', 'imagenet/cait_deit-t_in1k.py',
+    'imagenet/cait_deit-s_in1k.py', 'imagenet/tps_deit-s_in1k.py'
 ])
 def test_classification_configs_build_and_classify(path):
     from mmpretrain.registry import MODELS
@@ -108,7 +108,7 @@ def test_classification_configs_build_and_classify(path):
 def test_compactors_get_no_weight_decay():
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
-    cfg = _load('cait/cait_deit-t_in1k.py')
+    cfg = _load('imagenet/cait_deit-t_in1k.py')
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.pop('pretrained')
     model = MODELS.build(cfg.model)
@@ -125,9 +125,9 @@ def test_compactors_get_no_weight_decay():
 
 
 def test_tps_config_learns_its_scores_with_distillation():
-    cfg = _load('tps/tps_deit-s_in1k.py')
-    assert cfg.model.backbone.token_prune == dict(
-        blocks=(3, 6, 9), keep_ratio=0.7, score='learned')
+    cfg = _load('imagenet/tps_deit-s_in1k.py')
+    assert cfg.model.backbone.token_reducer == dict(
+        type='TPS', blocks=(3, 6, 9), keep_ratio=0.7, score='learned')
     assert cfg.model.distill_loss.mode == 'soft'
     assert cfg.train_cfg.max_epochs == 30
 
@@ -146,7 +146,7 @@ def deit_s_export(tmp_path_factory):
     channels pruned, ATME 'deit-s'), as the ImageNet stage exports it."""
     backbone = CAITViT(arch='deit-s', out_type='cls_token', final_norm=True,
                        channel_prune=dict(groups=('mlp', )),
-                       token_merge=dict(schedule='deit-s'))
+                       token_reducer=dict(type='ATME', schedule='deit-s'))
     for _, group in backbone.channel_groups()['mlp']:
         group.select(0.5)
     path = str(tmp_path_factory.mktemp('export') / 'cait_deit-s_in1k.pth')
@@ -155,8 +155,8 @@ def deit_s_export(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name, scope', [
-    ('upernet_cait_s_ade20k_from_in1k.py', 'mmseg'),
-    ('mask-rcnn_cait_s_coco_from_in1k.py', 'mmdet'),
+    ('upernet/upernet_cait_s_ade20k_from_in1k.py', 'mmseg'),
+    ('mask-rcnn/mask-rcnn_cait_s_coco_from_in1k.py', 'mmdet'),
 ])
 def test_dense_configs_build_from_a_deit_s_export(deit_s_export, name,
                                                   scope):

@@ -15,7 +15,7 @@ DATASETS = {
 
 
 def _load(name):
-    return Config.fromfile(osp.join(REPO, 'configs', name)).to_dict()
+    return Config.fromfile(osp.join(REPO, 'configs/upernet', name)).to_dict()
 
 
 def _diff(a, b, prefix=''):
@@ -98,7 +98,7 @@ def test_cpu_variant_is_smaller_and_from_scratch(data):
 ])
 def test_config_builds_and_runs(config, embed_dims, num_classes):
     from mmseg.registry import MODELS
-    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/upernet', config))
     init_default_scope(cfg.default_scope)
     cfg.model.pretrained = None
     model = MODELS.build(cfg.model).eval()
@@ -106,3 +106,48 @@ def test_config_builds_and_runs(config, embed_dims, num_classes):
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 80), mode='tensor')
     assert logits.shape == (1, num_classes, 4, 5)
+
+
+DATA_KEYS = {
+    'dataset_type', 'data_root', 'train_pipeline', 'num_classes',
+    'model.decode_head.num_classes', 'model.auxiliary_head.num_classes',
+    'train_dataloader.dataset.pipeline'
+} | {
+    f'{loader}.dataset.{key}'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    for key in ('type', 'data_root')
+}
+
+
+@pytest.mark.parametrize('config', [
+    'upernet_deit_s_{}.py', 'upernet_deit_t_{}.py', 'upernet_deit_t_{}_cpu.py'
+])
+def test_membrane_and_dubai_recipes_differ_only_in_the_data(config):
+    """One recipe, two datasets: model, optimizer, schedule, hooks, loaders
+    and pipelines beyond the scale range are written once."""
+    membrane, dubai = (_load(config.format(d)) for d in DATASETS)
+    assert _diff(membrane, dubai) == DATA_KEYS
+    train = [d['train_dataloader']['dataset']['pipeline']
+             for d in (membrane, dubai)]
+    # Dubai: ADE20K's wide scale range and cat_max_ratio (ground resolution
+    # varies between the tiles), nothing else
+    assert _diff(dict(enumerate(train[0])), dict(enumerate(train[1]))) == {
+        '2.ratio_range', '3.cat_max_ratio'
+    }
+
+
+def test_demo_is_the_cpu_recipe_on_the_shapes():
+    """The demo and the CPU recipes share the CPU-sized model and the
+    from-scratch schedule; the demo also drops dropout and drop path."""
+    demo = Config.fromfile(
+        osp.join(REPO, 'configs/demo/upernet_deit_t_demo_shapes.py'))
+    cpu = _load('upernet_deit_t_membrane_cpu.py')
+    demo = demo.to_dict()
+    assert _diff(demo['model'], cpu['model']) == {
+        'decode_head.num_classes', 'auxiliary_head.num_classes',
+        'decode_head.dropout_ratio', 'auxiliary_head.dropout_ratio',
+        'backbone.drop_path_rate'
+    }
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg',
+                'default_hooks', 'randomness'):
+        assert demo[key] == cpu[key], key

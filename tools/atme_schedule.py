@@ -4,10 +4,10 @@
     python tools/atme_schedule.py --arch deit-s --shape 224 224 \\
         --schedule deit-s
 
-Prints the schedule (ready for ``token_merge=dict(schedule=...)``), its block
-FLOPs as a fraction of the dense model's (analytic count, see
-``cait_mm.core.atme_schedules.schedule_flops``) and the token grid entering
-each block.
+Prints the schedule (ready for ``token_reducer=dict(type='ATME',
+schedule=...)``), its block FLOPs as a fraction of the dense model's
+(analytic count, see ``cait_mm.core.atme_schedules.schedule_flops``) and the
+token grid entering each block.
 """
 import argparse
 
@@ -15,13 +15,13 @@ from mmengine.config import DictAction
 
 from cait_mm.core.atme_schedules import (grid_shapes, parse_schedule,
                                          schedule_flops, schedule_for_flops)
-from cait_mm.models import CAITViT
+from cait_mm.core.spec import ARCHS
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', default='deit-s',
-                        choices=sorted(CAITViT.arch_zoo))
+                        choices=sorted(ARCHS))
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512),
                         metavar=('H', 'W'))
     parser.add_argument('--patch-size', type=int, default=16)
@@ -35,7 +35,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    arch = CAITViT.arch_zoo[args.arch]
+    arch = ARCHS[args.arch]
     grid = tuple(-(-s // args.patch_size) for s in args.shape)
     dims, layers = arch['embed_dims'], arch['num_layers']
     if args.target is not None:

@@ -8,10 +8,11 @@
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
 
-    MERGE=model.backbone.token_merge.schedule=deit-s
-    python tools/benchmark.py configs/upernet_deit_s_ade20k.py \\
-        configs/upernet_cait_s_ade20k.py \\
-        "configs/upernet_deit_s_ade20k.py@$MERGE" --shape 512 512
+    R=model.backbone.token_reducer  # dotted keys create it in a dense config
+    ATME="@$R.type=ATME@$R.schedule=deit-s"
+    python tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \\
+        configs/upernet/upernet_cait_s_ade20k.py \\
+        "configs/upernet/upernet_deit_s_ade20k.py$ATME" --shape 512 512
 
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.

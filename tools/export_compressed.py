@@ -6,8 +6,9 @@
 Builds CONFIG's model, loads CHECKPOINT strictly, folds every compactor into
 the linear layer before it, removes the pruned channels, and writes OUT: all
 weights (tensors only, loadable with ``torch.load(weights_only=True)``) and,
-in ``meta['cait_mm']``, the per-block widths and token-reduction settings
-that rebuild the compact backbone: ``CAITViT(compressed=OUT)``.
+in ``meta['cait_mm']``, the backbone's compression spec (architecture,
+per-block widths, token reducer) that rebuilds the compact backbone:
+``CAITViT(compressed=OUT)``.
 
 Evaluate the exported model with the training config (tools/test.py sees
 the metadata and builds the compact backbone from it):
@@ -53,7 +54,7 @@ def main():
     before = _count(model.backbone)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     info = export_compressed(model, args.out, drop=tuple(args.drop))
-    widths = info['backbone']['channel_widths']
+    widths = info['spec']['channel_widths']
     print(f'backbone params: {before / 1e6:.2f} M -> '
           f'{_count(model.backbone) / 1e6:.2f} M')
     for i, width in enumerate(widths):

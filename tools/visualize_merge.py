@@ -8,8 +8,9 @@ One panel per chosen block: patches that are held by the same token share a
 tint and are outlined together, so ATME's row/column merges (or TPS's hosts)
 are visible. Merges follow attention keys, so use trained weights
 (``--checkpoint``; a dense checkpoint with ATME from the config or
-``--cfg-options model.backbone.token_merge.schedule=deit-s`` shows the
-training-free behaviour); without one the weights are random.
+``--cfg-options model.backbone.token_reducer.type=ATME
+model.backbone.token_reducer.schedule=deit-s`` shows the training-free
+behaviour); without one the weights are random.
 """
 import argparse
 
@@ -54,13 +55,14 @@ def token_groups(model, x: torch.Tensor, blocks):
     backbone = model.backbone
     groups = {}
     with torch.no_grad():
-        for i, tokens, state in backbone.run_blocks(x):
+        tokens, state = backbone.embed(x)
+        for i, tokens, state in backbone.run_blocks(tokens, state):
             if i in blocks:
                 H0, W0 = state.grid_size
                 source = torch.arange(H0 * W0) if state.source is None \
                     else state.source[0]
                 groups[i] = (source.view(H0, W0).numpy(),
-                             tokens.shape[1] - backbone._prefix)
+                             tokens.shape[1] - backbone.num_prefix)
     return groups
 
 

@@ -30,8 +30,9 @@ class Entry:
     def parse(cls, spec: str) -> 'Entry':
         """``CONFIG[@key=value[@key=value...]]``; values as --cfg-options.
 
-        e.g. ``configs/upernet_deit_s_ade20k.py@model.backbone.token_merge
-        .schedule=deit-s``.
+        e.g. ``configs/upernet/upernet_deit_s_ade20k.py@model.backbone
+        .token_reducer.type=ATME@model.backbone.token_reducer.schedule=
+        deit-s`` (dotted keys create the reducer in a dense config).
         """
         config, *pairs = spec.split('@')
         overrides = {}

@@ -1,15 +1,23 @@
 """Compression core: plain PyTorch (and timm layers), no OpenMMLab import."""
 from .atme import ATME
-from .cdcp import block_widths, channel_groups, compact_block, ramp_ratio
+from .cdcp import (block_widths, channel_groups, compact_block,
+                   parse_channel_prune, ramp_ratio)
 from .compactor import ChannelGroup
-from .token_reducer import TokenReducer, build_token_reducer
+from .padding import content_cells, content_mask, scale_cells
+from .spec import CompressionSpec, reducer_config
+from .token_reducer import (TOKEN_REDUCERS, TokenReducer, build_token_reducer,
+                            register_token_reducer)
 from .token_state import TokenState
 from .tps import TPS, KeepScorePredictor, squeeze_tokens
-from .vit_layers import Attention, AttentionInfo, Block, Mlp
+from .vit_layers import (Attention, AttentionInfo, Block, Mlp,
+                         check_channel_groups)
 
 __all__ = [
     'ATME', 'Attention', 'AttentionInfo', 'Block', 'ChannelGroup',
-    'KeepScorePredictor', 'Mlp', 'TPS', 'TokenReducer', 'TokenState',
-    'block_widths', 'build_token_reducer', 'channel_groups', 'compact_block',
-    'ramp_ratio', 'squeeze_tokens'
+    'CompressionSpec', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS', 'TPS',
+    'TokenReducer', 'TokenState', 'block_widths', 'build_token_reducer',
+    'channel_groups', 'check_channel_groups', 'compact_block',
+    'content_cells', 'content_mask', 'parse_channel_prune', 'ramp_ratio',
+    'reducer_config', 'register_token_reducer', 'scale_cells',
+    'squeeze_tokens'
 ]

@@ -74,15 +74,16 @@ class LinePlan(NamedTuple):
             neighbour shares the neighbour's).
         index (Tensor): ``(B, L, M - R)``, the old position of each new
             token.
-        merged: content pairs merged per line, ``(B,)`` for padded batches,
-            else one int.
+        merged (Tensor, optional): ``(B,)``, the content pairs merged per
+            line of each image of a padded batch; ``None`` when nothing is
+            padded (every line merges ``total``).
         total (int): ``R``, the tokens every line of the batch loses.
     """
     pairs: Tensor
     merged_pair: Optional[Tensor]
     newpos: Tensor
     index: Tensor
-    merged: Union[int, Tensor]
+    merged: Optional[Tensor]
     total: int
 
 
@@ -109,7 +110,7 @@ def plan_lines(sim: Tensor,
     if valid_len is None:
         # Counts follow from the shape alone: no host sync, so the merge can
         # be captured in a CUDA graph.
-        merged = total = num_merges(ratio, M)
+        merged, total = None, num_merges(ratio, M)
     else:
         # num_merges() per image (float64 rounds as Python does); the host
         # sync for the batch's largest count is the price of padding.
@@ -155,6 +156,8 @@ class ATME(TokenReducer):
 
     Args:
         num_layers (int): Blocks of the ViT.
+        embed_dims (int, optional): Token width (unused: ATME has no
+            weights).
         schedule (str | Sequence): A preset name (``'deit-t'``,
             ``'deit-s'``, ``'deit-b'``, see
             :mod:`cait_mm.core.atme_schedules`) or entries
@@ -168,8 +171,9 @@ class ATME(TokenReducer):
     def __init__(self,
                  num_layers: int,
                  schedule: Union[str, Sequence],
-                 granularity: str = 'token'):
-        super().__init__(num_layers)
+                 granularity: str = 'token',
+                 embed_dims: Optional[int] = None):
+        super().__init__(num_layers, embed_dims)
         if granularity not in GRANULARITIES:
             raise ValueError(f'ATME granularity must be one of '
                              f'{GRANULARITIES}, got {granularity!r}')
@@ -180,7 +184,7 @@ class ATME(TokenReducer):
     def blocks(self) -> Set[int]:
         return set(self.schedule)
 
-    def config(self) -> Dict:
+    def settings(self) -> Dict:
         return dict(
             schedule=[[b, d, r]
                       for b, (d, r) in sorted(self.schedule.items())],

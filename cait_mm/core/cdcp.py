@@ -11,13 +11,27 @@
 Where selection, the group-lasso pull and logging happen during training is
 the trainer's business (``cait_mm.engine.CDCPHook``).
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .compactor import ChannelGroup
-from .vit_layers import Block
+from .vit_layers import CHANNEL_GROUPS, Block, check_channel_groups
+
+
+def parse_channel_prune(channel_prune: Optional[Dict]) -> Tuple[str, ...]:
+    """The CDCP groups that a ViT's ``channel_prune=dict(groups=...)`` asks
+    compactors for (all three by default); none without it."""
+    if channel_prune is None:
+        return ()
+    unknown = set(channel_prune) - {'groups'}
+    if unknown:
+        raise ValueError(f'channel_prune: unknown keys {sorted(unknown)}; it '
+                         "takes groups=('qk', 'v', 'mlp') (the ratios and "
+                         'schedule belong to CDCPHook)')
+    return check_channel_groups(
+        channel_prune.get('groups', CHANNEL_GROUPS))
 
 
 def ramp_ratio(final: float, iteration: int, begin: int, end: int) -> float:
@@ -47,12 +61,6 @@ def _kept(group, heads: int, dim: int, device) -> Tensor:
     return group.kept_index()
 
 
-def _fold(group, member: int, weight: Tensor, bias):
-    if group is None:
-        return weight, bias
-    return group.fold(group.compactors(masked=True)[member], weight, bias)
-
-
 def _rows(kept: Tensor, dim: int) -> Tensor:
     """Flat row indices of kept channels ``(heads, k)`` in a layer whose
     rows are ``heads`` blocks of ``dim``."""
@@ -64,34 +72,37 @@ def _rows(kept: Tensor, dim: int) -> Tensor:
 def compact_block(block: Block) -> Block:
     """Fold the compactors of ``block`` and drop its pruned channels.
 
+    Where the compactors sit is the layers' to say
+    (:attr:`Attention.QKV_SLICES`, :meth:`Attention.folded_qkv`,
+    :meth:`Mlp.folded_fc1`); this only keeps the rows of the kept channels
+    and the matching input columns of ``proj`` and ``fc2``.
+
     Returns:
         Block: a new block without compactors, with per-head widths
         ``qk_dim``, ``v_dim`` and ``mlp_hidden`` reduced to the kept
         channels, in eval mode; ``block`` is not modified.
     """
     attn, mlp = block.attn, block.mlp
-    h, dq, dv = attn.num_heads, attn.qk_dim, attn.v_dim
+    h = attn.num_heads
     dim = attn.proj.out_features
     device = attn.qkv.weight.device
-    keep_qk = _kept(attn.qk_compactor, h, dq, device)
-    keep_v = _kept(attn.v_compactor, h, dv, device)
-    keep_mlp = _kept(mlp.compactor, 1, mlp.fc1.out_features, device)[0]
+    groups = block.compactors()
+    keep = {
+        kind: _kept(groups.get(kind), h, width, device)
+        for kind, width in attn.head_dims.items()
+    }
+    keep_mlp = _kept(groups.get('mlp'), 1, mlp.fc1.out_features, device)[0]
 
-    sizes = [h * dq, h * dq, h * dv]
-    weights = list(attn.qkv.weight.split(sizes))
+    weights, biases = attn.folded_qkv(masked=True)
+    rows = [_rows(keep[kind], attn.head_dims[kind])
+            for _, kind, _ in attn.QKV_SLICES]
     has_bias = attn.qkv.bias is not None
-    biases = list(attn.qkv.bias.split(sizes)) if has_bias else [None] * 3
-    for part, (group, member) in enumerate(
-        ((attn.qk_compactor, 0), (attn.qk_compactor, 1),
-         (attn.v_compactor, 0))):
-        weights[part], biases[part] = _fold(group, member, weights[part],
-                                            biases[part])
-    rows = [_rows(keep_qk, dq), _rows(keep_qk, dq), _rows(keep_v, dv)]
     qkv_weight = torch.cat([w[r] for w, r in zip(weights, rows)])
     qkv_bias = torch.cat([b[r] for b, r in zip(biases, rows)]) \
         if has_bias else None
-    fc1_weight, fc1_bias = _fold(mlp.compactor, 0, mlp.fc1.weight,
-                                 mlp.fc1.bias)
+    fc1_weight, fc1_bias = mlp.folded_fc1(masked=True)
+    keep_qk, keep_v = keep['qk'], keep['v']
+    dv = attn.v_dim
 
     new = Block(
         dim,
@@ -126,8 +137,6 @@ def channel_groups(
     in block order (kinds present in no block are left out)."""
     found: Dict[str, List[Tuple[int, ChannelGroup]]] = {}
     for index, block in enumerate(blocks):
-        for group in (block.attn.qk_compactor, block.attn.v_compactor,
-                      block.mlp.compactor):
-            if group is not None:
-                found.setdefault(group.kind, []).append((index, group))
+        for kind, group in block.compactors().items():
+            found.setdefault(kind, []).append((index, group))
     return found

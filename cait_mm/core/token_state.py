@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .batch_rows import batch_select
+from .padding import content_mask
 
 
 @dataclass
@@ -49,12 +50,7 @@ class TokenState:
         """``(B, N)`` bool, True for padding tokens; needs a grid."""
         if self.valid_shape is None:
             return None
-        H, W = self.shape
-        rows = torch.arange(H, device=self.valid_shape.device)
-        cols = torch.arange(W, device=self.valid_shape.device)
-        inside = (rows[None, :, None] < self.valid_shape[:, 0, None, None]) \
-            & (cols[None, None, :] < self.valid_shape[:, 1, None, None])
-        return ~inside.flatten(1)
+        return ~content_mask(self.valid_shape, self.shape).flatten(1)
 
     def attn_bias(self, num_prefix_tokens: int) -> Optional[Tensor]:
         """Additive attention bias over keys, ``(B, 1, 1, P + N)``.

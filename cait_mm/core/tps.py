@@ -160,7 +160,7 @@ class TPS(TokenReducer):
                  tau: float = 1.0,
                  ratio_loss_weight: float = 2.0,
                  prop_attn: bool = False):
-        super().__init__(num_layers)
+        super().__init__(num_layers, embed_dims)
         self.stage_blocks = self._check_blocks(blocks, num_layers)
         self.keep_ratios = self._check_ratios(keep_ratio, self.stage_blocks)
         cumulative, product = [], 1.0
@@ -248,7 +248,7 @@ class TPS(TokenReducer):
     def blocks(self) -> Set[int]:
         return set(self.stage_blocks)
 
-    def config(self) -> Dict:
+    def settings(self) -> Dict:
         hidden = None
         if self.predictors is not None:
             first = next(iter(self.predictors.values()))
@@ -264,8 +264,7 @@ class TPS(TokenReducer):
 
     @property
     def needs_class_token(self) -> bool:
-        """Whether scoring reads the class token's attention, so that a ViT
-        without one can refuse this reducer when it is built."""
+        """``score='attn'`` ranks tokens by the class token's attention."""
         return self.score == 'attn'
 
     def num_kept(self, num_patches: int) -> List[int]:

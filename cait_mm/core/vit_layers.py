@@ -14,7 +14,7 @@ training step costs one matmul per layer, as without them; in eval mode the
 pruned channels are masked, so the model computes what its export computes.
 """
 from functools import partial
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,13 @@ class Attention(nn.Module):
         channel_groups (Sequence[str]): CDCP groups to give compactors:
             ``'qk'`` (query and key dims, one mask) and/or ``'v'``.
     """
+    #: Where the attention's CDCP compactors sit, the one place that says
+    #: it: ``qkv`` stacks the q, k and v projections, and each slice is
+    #: followed by the compactor of a group, as that group's member ``m``.
+    #: q and k share the ``'qk'`` group (members 0 and 1), so a head keeps
+    #: the same dims of both. The group ``g`` is the module ``g_compactor``.
+    QKV_SLICES = (('q', 'qk', 0), ('k', 'qk', 1), ('v', 'v', 0))
+    GROUPS = ('qk', 'v')
 
     def __init__(self,
                  dim: int,
@@ -93,29 +100,51 @@ class Attention(nn.Module):
         self.proj = nn.Linear(num_heads * self.v_dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         groups = check_channel_groups(channel_groups)
-        self.qk_compactor = ChannelGroup('qk', 2, num_heads, self.qk_dim) \
-            if 'qk' in groups else None
-        self.v_compactor = ChannelGroup('v', 1, num_heads, self.v_dim) \
-            if 'v' in groups else None
+        members = {g: sum(k == g for _, k, _ in self.QKV_SLICES)
+                   for g in self.GROUPS}
+        for kind in self.GROUPS:
+            setattr(
+                self, f'{kind}_compactor',
+                ChannelGroup(kind, members[kind], num_heads,
+                             self.head_dims[kind]) if kind in groups else None)
+
+    @property
+    def head_dims(self) -> Dict[str, int]:
+        """Per-head width of each group's channels."""
+        return dict(qk=self.qk_dim, v=self.v_dim)
+
+    def compactors(self) -> Dict[str, ChannelGroup]:
+        """The attention's compactors by group (``'qk'``, ``'v'``)."""
+        groups = {kind: getattr(self, f'{kind}_compactor')
+                  for kind in self.GROUPS}
+        return {kind: g for kind, g in groups.items() if g is not None}
+
+    def folded_qkv(self, masked: bool
+                   ) -> Tuple[List[Tensor], List[Optional[Tensor]]]:
+        """``qkv``'s weight and bias per slice (q, k, v), each with its
+        compactor folded in (:meth:`ChannelGroup.fold`); with ``masked``
+        the pruned channels are zeroed."""
+        h = self.num_heads
+        sizes = [h * self.head_dims[kind] for _, kind, _ in self.QKV_SLICES]
+        weights = list(self.qkv.weight.split(sizes))
+        bias = self.qkv.bias
+        biases = list(bias.split(sizes)) if bias is not None else \
+            [None] * len(sizes)
+        groups = self.compactors()
+        compactors = {kind: g.compactors(masked)
+                      for kind, g in groups.items()}
+        for i, (_, kind, member) in enumerate(self.QKV_SLICES):
+            if kind in groups:
+                weights[i], biases[i] = groups[kind].fold(
+                    compactors[kind][member], weights[i], biases[i])
+        return weights, biases
 
     def _qkv_params(self) -> Tuple[Tensor, Optional[Tensor]]:
         """``qkv``'s weight and bias with the compactors folded in."""
         weight, bias = self.qkv.weight, self.qkv.bias
-        if self.qk_compactor is None and self.v_compactor is None:
+        if not self.compactors():
             return weight, bias
-        h = self.num_heads
-        sizes = [h * self.qk_dim, h * self.qk_dim, h * self.v_dim]
-        weights = list(weight.split(sizes))
-        biases = list(bias.split(sizes)) if bias is not None else [None] * 3
-        masked = not self.training
-        for group, members in ((self.qk_compactor, (0, 1)),
-                               (self.v_compactor, (2, ))):
-            if group is None:
-                continue
-            compactors = group.compactors(masked)
-            for m, part in enumerate(members):
-                weights[part], biases[part] = group.fold(
-                    compactors[m], weights[part], biases[part])
+        weights, biases = self.folded_qkv(masked=not self.training)
         return torch.cat(weights), (torch.cat(biases)
                                     if bias is not None else None)
 
@@ -179,16 +208,26 @@ class Mlp(nn.Module):
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop2 = nn.Dropout(drop)
+        #: CDCP group ``'mlp'``: the hidden units, after ``fc1``.
         self.compactor = ChannelGroup('mlp', 1, 1, hidden_features) \
             if 'mlp' in check_channel_groups(channel_groups) else None
 
+    def compactors(self) -> Dict[str, ChannelGroup]:
+        """The MLP's compactor by group (``'mlp'``), if it has one."""
+        return {} if self.compactor is None else {'mlp': self.compactor}
+
+    def folded_fc1(self, masked: bool) -> Tuple[Tensor, Tensor]:
+        """``fc1``'s weight and bias with the compactor folded in; with
+        ``masked`` the pruned hidden units are zeroed."""
+        weight, bias = self.fc1.weight, self.fc1.bias
+        if self.compactor is None:
+            return weight, bias
+        return self.compactor.fold(
+            self.compactor.compactors(masked)[0], weight, bias)
+
     def forward(self, x: Tensor) -> Tensor:
         """``(B, N, C) -> (B, N, C)``."""
-        weight, bias = self.fc1.weight, self.fc1.bias
-        if self.compactor is not None:
-            weight, bias = self.compactor.fold(
-                self.compactor.compactors(not self.training)[0], weight,
-                bias)
+        weight, bias = self.folded_fc1(masked=not self.training)
         x = self.drop1(self.act(F.linear(x, weight, bias)))
         return self.drop2(self.fc2(x))
 
@@ -246,6 +285,11 @@ class Block(nn.Module):
             act_layer=act_layer,
             drop=drop,
             channel_groups=[g for g in groups if g == 'mlp'])
+
+    def compactors(self) -> Dict[str, ChannelGroup]:
+        """The block's CDCP compactors by group (``'qk'``, ``'v'``,
+        ``'mlp'``); empty without channel pruning."""
+        return {**self.attn.compactors(), **self.mlp.compactors()}
 
     def forward_attn(
             self,

@@ -14,14 +14,14 @@ from torch import Tensor, nn
 def add_reducer_losses(losses: Dict[str, Tensor],
                        backbone: nn.Module) -> Dict[str, Tensor]:
     """Add ``backbone.token_reducer.losses()`` (e.g. ``loss_tps_ratio``) to
-    ``losses`` in place and return it; a backbone without a token reducer,
-    or a reducer without losses, adds nothing.
+    ``losses`` in place and return it; a backbone without a token reducer
+    (or not a ``CAITViT``), or a reducer without losses, adds nothing.
 
     Raises:
         KeyError: A reducer loss has the name of a task loss.
     """
     reducer = getattr(backbone, 'token_reducer', None)
-    if reducer is None or not hasattr(reducer, 'losses'):
+    if reducer is None:
         return losses
     for name, value in reducer.losses().items():
         if name in losses:

@@ -4,7 +4,7 @@
 # instance), with narrower heads so that it trains on a CPU. Generate the
 # data first:
 #   python tools/make_demo_data.py --out data/demo_shapes
-_base_ = ['../mask-rcnn_deit_s_coco.py']
+_base_ = ['../mask-rcnn/mask-rcnn_deit_s_coco.py']
 
 img_scale = (256, 256)
 num_classes = 5
@@ -68,13 +68,12 @@ train_dataloader = dict(
         ann_file='annotations/instances_training.json',
         data_prefix=dict(img='images/training/'),
         pipeline=train_pipeline))
+# the same scenes' validation split
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
+        train_dataloader['dataset'],
         ann_file='annotations/instances_validation.json',
         data_prefix=dict(img='images/validation/'),
         pipeline=test_pipeline))
@@ -91,16 +90,9 @@ max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(
     optimizer=dict(lr=4e-4), paramwise_cfg=dict(decay_rate=1.))
+# the baseline's warm-up, shortened, and steps
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[8, 11],
-        gamma=0.1)
+    dict(_base_.param_scheduler[0], end=100), _base_.param_scheduler[1]
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),

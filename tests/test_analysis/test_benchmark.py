@@ -10,7 +10,11 @@ from cait_mm.analysis.model_from_config import build_model
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'tests/data/configs/mask_rcnn_demo_tiny.py')
-MERGE = {'model.backbone.token_merge.schedule': [(0, 'h', .5), (1, 'v', .5)]}
+# training-free ATME on the dense config: dotted keys create the reducer
+MERGE = {
+    'model.backbone.token_reducer.type': 'ATME',
+    'model.backbone.token_reducer.schedule': [(0, 'h', .5), (1, 'v', .5)]
+}
 
 
 def test_whole_mask_rcnn_is_run_with_detection_samples():

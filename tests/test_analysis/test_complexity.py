@@ -22,7 +22,8 @@ def test_attention_counts_projections_and_attention_itself():
 def test_merging_ops_are_counted_not_free():
     dense = CAITViT(arch=TINY, img_size=64, out_indices=(3, ))
     merged = CAITViT(arch=TINY, img_size=64, out_indices=(3, ),
-                     token_merge=dict(schedule=[(0, 'h', .5), (1, 'v', 1.)]))
+                     token_reducer=dict(
+                         type='ATME', schedule=[(0, 'h', .5), (1, 'v', 1.)]))
     x = torch.randn(1, 3, 128, 128)
     dense_total, dense_ops = count_flops(dense, (x, ))
     merged_total, merged_ops = count_flops(merged, (x, ))

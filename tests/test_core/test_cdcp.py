@@ -146,3 +146,30 @@ def test_ramp():
     assert ramp_ratio(0.5, 20, 10, 30) == pytest.approx(0.25)
     assert ramp_ratio(0.5, 30, 10, 30) == 0.5
     assert ramp_ratio(0.5, 99, 10, 10) == 0.5
+
+
+def test_compactors_sit_where_the_layers_say():
+    """The attention's table of qkv slices is the one description of where
+    its compactors sit: folding, pruning and loading all read it."""
+    block = _perturbed_block()
+    compactors = block.compactors()
+    assert list(compactors) == ['qk', 'v', 'mlp']
+    names = {name for name, module in block.named_modules()
+             if isinstance(module, ChannelGroup)}
+    assert names == {'attn.qk_compactor', 'attn.v_compactor',
+                     'mlp.compactor'}
+    # q and k are the two members of the 'qk' group, v the one of 'v'
+    assert [kind for _, kind, _ in block.attn.QKV_SLICES] == ['qk', 'qk', 'v']
+    assert compactors['qk'].weight.shape[0] == 2
+    for group in compactors.values():
+        group.select(0.5)
+    weights, biases = block.attn.folded_qkv(masked=True)
+    pruned = compactors['qk'].pruned.flatten()
+    for part in (0, 1):  # the same dims of q and k are zeroed
+        assert weights[part][pruned].abs().sum() == 0
+        assert biases[part][pruned].abs().sum() == 0
+        assert weights[part][~pruned].abs().sum() > 0
+    assert weights[2][compactors['v'].pruned.flatten()].abs().sum() == 0
+    fc1, _ = block.mlp.folded_fc1(masked=True)
+    assert fc1[compactors['mlp'].pruned.flatten()].abs().sum() == 0
+    assert Block(48, 4, 96).compactors() == {}

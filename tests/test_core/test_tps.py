@@ -136,7 +136,7 @@ def make_blocks(num=12, dim=32, seed=0):
 def test_block_stack_composes_and_restores_full_map(score):
     blocks = make_blocks()
     reducer = build_token_reducer(
-        dict(type='TPS', score=score, embed_dims=32), num_layers=12).eval()
+        dict(type='TPS', score=score), num_layers=12, embed_dims=32).eval()
     H0, W0, B = 10, 12, 2
     x = torch.randn(B, 1 + H0 * W0, 32)
     with torch.no_grad():
@@ -428,10 +428,14 @@ def test_losses_reset_each_forward_and_empty_for_attention_scores():
     (dict(score='learned', embed_dims=8, predictor_hidden=7),
      r'predictor_hidden must be an even'),
     (dict(tau=0.), r'tau must be > 0'),
+    (dict(num_layers=6), r"\['num_layers'\] come from the ViT"),
 ])
 def test_bad_config_raises_naming_the_entry(cfg, match):
+    cfg = dict(cfg)
+    embed_dims = cfg.pop('embed_dims', None)
     with pytest.raises(ValueError, match=match):
-        build_token_reducer(dict(type='TPS', **cfg), num_layers=12)
+        build_token_reducer(dict(type='TPS', **cfg), num_layers=12,
+                            embed_dims=embed_dims)
 
 
 def test_bad_forward_input_raises():

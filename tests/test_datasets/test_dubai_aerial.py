@@ -10,8 +10,8 @@ from .real_data_checks import build_from_config, check_train_sample
 
 
 @pytest.mark.parametrize('config', [
-    'upernet_deit_s_dubai.py', 'upernet_deit_t_dubai.py',
-    'upernet_deit_t_dubai_cpu.py'
+    'upernet/upernet_deit_s_dubai.py', 'upernet/upernet_deit_t_dubai.py',
+    'upernet/upernet_deit_t_dubai_cpu.py'
 ])
 def test_configs_read_the_converted_layout(config, dubai_converted):
     out, summary = dubai_converted

@@ -9,9 +9,9 @@ from .real_data_checks import build_from_config, check_train_sample
 
 
 @pytest.mark.parametrize('config, always_full_crop', [
-    ('upernet_deit_s_membrane.py', False),
-    ('upernet_deit_t_membrane.py', False),
-    ('upernet_deit_t_membrane_cpu.py', True),
+    ('upernet/upernet_deit_s_membrane.py', False),
+    ('upernet/upernet_deit_t_membrane.py', False),
+    ('upernet/upernet_deit_t_membrane_cpu.py', True),
 ])
 def test_configs_read_the_converted_layout(config, always_full_crop,
                                            isbi_converted):

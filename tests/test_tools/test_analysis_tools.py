@@ -8,13 +8,17 @@ import pytest
 from ..conftest import REPO, run_tool
 
 CONFIG = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
-MERGE = 'model.backbone.token_merge.schedule=[(0,h,0.5),(1,v,0.5)]'
+# training-free ATME on the dense config: dotted keys create the reducer
+ATME = [
+    'model.backbone.token_reducer.type=ATME',
+    'model.backbone.token_reducer.schedule=[(0,h,0.5),(1,v,0.5)]'
+]
 
 
 def test_benchmark_measures_entries_side_by_side(tmp_path):
     proc = run_tool([
-        'tools/benchmark.py', CONFIG, f'{CONFIG}@{MERGE}', '--shape', '64',
-        '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
+        'tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--shape',
+        '64', '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
         '--backbone-only', '--out-dir',
         str(tmp_path)
     ])
@@ -50,7 +54,7 @@ def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
     proc = run_tool([
         'tools/visualize_merge.py', CONFIG, image, '--blocks', '0', '1', '3',
         '--out',
-        str(out), '--cfg-options', MERGE
+        str(out), '--cfg-options', *ATME
     ])
     # 64x64 image: 4x4 patches; each row merges round(0.5 * 2) = 1 pair,
     # then each column 1 pair

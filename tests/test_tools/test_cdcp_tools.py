@@ -66,7 +66,7 @@ def test_export_evaluates_like_the_masked_model(runs, demo_data, tmp_path):
     proc = run_tool(['tools/export_compressed.py', CONFIG, ckpt, out])
     assert 'block 0: qk_dim=16, v_dim=16, mlp_hidden=64' in proc.stdout
     exported = _load(out)  # tensors and plain types only
-    widths = exported['meta']['cait_mm']['backbone']['channel_widths']
+    widths = exported['meta']['cait_mm']['spec']['channel_widths']
     assert widths == [dict(qk_dim=16, v_dim=16, mlp_hidden=64)] * 4
 
     run_tool([

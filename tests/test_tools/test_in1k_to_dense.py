@@ -118,10 +118,11 @@ def test_export_is_tensors_and_plain_types_without_teacher(stage):
     assert {'head.layers.head.weight', 'backbone.cls_token'} <= set(state)
     info = checkpoint['meta']['cait_mm']
     assert info['prefix'] == 'backbone.'
-    widths = info['backbone']['channel_widths']
+    widths = info['spec']['channel_widths']
     assert widths[0] == dict(qk_dim=24, v_dim=24, mlp_hidden=96)
-    assert info['backbone']['token_merge']['schedule'] == [[1, 'h', 0.5],
-                                                           [2, 'v', 0.5]]
+    reducer = info['spec']['token_reducer']
+    assert reducer['type'] == 'ATME'
+    assert reducer['schedule'] == [[1, 'h', 0.5], [2, 'v', 0.5]]
 
 
 def test_the_exported_classifier_scores_what_the_masked_one_did(stage):
@@ -235,8 +236,10 @@ def test_a_file_that_does_not_fit_the_config_fails_clearly(stage):
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     # the shipped DeiT-S configs and the test-sized file
-    for name, scope in (('upernet_cait_s_ade20k_from_in1k.py', 'mmseg'),
-                        ('mask-rcnn_cait_s_coco_from_in1k.py', 'mmdet')):
+    for name, scope in (('upernet/upernet_cait_s_ade20k_from_in1k.py',
+                         'mmseg'),
+                        ('mask-rcnn/mask-rcnn_cait_s_coco_from_in1k.py',
+                         'mmdet')):
         cfg = Config.fromfile(osp.join(REPO, 'configs', name))
         cfg.model.backbone.compressed = stage['out']
         init_default_scope(scope)
@@ -256,6 +259,6 @@ def test_a_file_that_does_not_fit_the_config_fails_clearly(stage):
         MODELS.build(cfg.model)
     # the file's own widths written out are accepted
     cfg.model.backbone.channel_widths = _load(
-        stage['out'])['meta']['cait_mm']['backbone']['channel_widths']
+        stage['out'])['meta']['cait_mm']['spec']['channel_widths']
     assert MODELS.build(cfg.model).backbone.channel_widths[3] == dict(
         qk_dim=24, v_dim=24, mlp_hidden=96)

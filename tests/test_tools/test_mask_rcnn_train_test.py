@@ -9,7 +9,11 @@ import pytest
 from ..conftest import REPO, run_tool
 
 CONFIG = osp.join(REPO, 'tests/data/configs/mask_rcnn_demo_tiny.py')
-MERGE = 'model.backbone.token_merge.schedule=[(0,h,0.5),(1,v,0.5)]'
+# training-free ATME on the dense config: dotted keys create the reducer
+ATME = [
+    'model.backbone.token_reducer.type=ATME',
+    'model.backbone.token_reducer.schedule=[(0,h,0.5),(1,v,0.5)]'
+]
 
 
 def _data_options(root):
@@ -33,7 +37,7 @@ def trained(tmp_path_factory, demo_data):
     work_dir = tmp_path_factory.mktemp('mask_rcnn')
     proc = run_tool([
         'tools/train.py', CONFIG, '--work-dir',
-        str(work_dir), '--cfg-options', MERGE, *_data_options(demo_data)
+        str(work_dir), '--cfg-options', *ATME, *_data_options(demo_data)
     ])
     return work_dir, proc
 
@@ -46,7 +50,7 @@ def test_train_validates_with_coco_metrics(trained):
     assert osp.isfile(work_dir / 'epoch_1.pth')
 
 
-@pytest.mark.parametrize('options', [[MERGE], []], ids=['atme', 'atme-free'])
+@pytest.mark.parametrize('options', [ATME, []], ids=['atme', 'atme-free'])
 def test_tools_test_reports_bbox_and_segm_map(trained, demo_data, tmp_path,
                                               options):
     """The ATME-trained checkpoint, evaluated with ATME and, training-free,

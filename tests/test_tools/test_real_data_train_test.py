@@ -9,7 +9,7 @@ from cait_mm.datasets.converters import convert_isbi_membrane
 from ..conftest import REPO, run_tool
 from ..test_datasets.fake_sources import write_isbi_source
 
-CONFIG = osp.join(REPO, 'configs/upernet_deit_t_membrane_cpu.py')
+CONFIG = osp.join(REPO, 'configs/upernet/upernet_deit_t_membrane_cpu.py')
 
 
 @pytest.fixture(scope='module')

@@ -104,23 +104,28 @@ def test_missing_data_fails_before_building_anything(tmp_path):
     assert 'tools/make_demo_data.py' in proc.stderr
 
 
-MERGE = 'model.backbone.token_merge.schedule=[(0,h,0.5),(1,v,0.5)]'
+# training-free ATME on the dense config: dotted keys create the reducer
+ATME = [
+    'model.backbone.token_reducer.type=ATME',
+    'model.backbone.token_reducer.schedule=[(0,h,0.5),(1,v,0.5)]'
+]
 
 
 def test_token_merging_trains_and_tests_through_the_tools(
         trained, demo_data, tmp_path):
     root, _ = trained
-    _train(tmp_path / 'cait', demo_data, 2, options=[MERGE])
+    _train(tmp_path / 'cait', demo_data, 2, options=ATME)
     ckpt = _load(tmp_path / 'cait' / 'iter_2.pth')
     cfg = Config.fromstring(ckpt['meta']['cfg'], '.py')
-    schedule = cfg.model.backbone.token_merge.schedule
-    assert schedule == [(0, 'h', 0.5), (1, 'v', 0.5)]
+    reducer = cfg.model.backbone.token_reducer
+    assert reducer.type == 'ATME'
+    assert reducer.schedule == [(0, 'h', 0.5), (1, 'v', 0.5)]
     # trained with ATME, and, training-free, ATME on the dense checkpoint
     for path in (tmp_path / 'cait' / 'iter_2.pth', root / 'a' / 'iter_4.pth'):
         proc = run_tool([
             'tools/test.py', CONFIG,
             str(path), '--work-dir',
-            str(tmp_path / 'test'), '--cfg-options', MERGE,
+            str(tmp_path / 'test'), '--cfg-options', *ATME,
             *_data_options(demo_data)
         ])
         assert 'mIoU' in proc.stdout + proc.stderr

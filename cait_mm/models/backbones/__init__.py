@@ -1,9 +1,10 @@
 from .cait_vit import CAITViT
-from .compressed_checkpoint import (configure_compressed_backbone,
-                                    export_compressed, read_compression_meta,
-                                    save_compressed)
+from .compressed_checkpoint import (CompressedCheckpoint, CompressionMeta,
+                                    compression_meta,
+                                    configure_compressed_backbone,
+                                    export_compressed, save_compressed)
 
 __all__ = [
-    'CAITViT', 'configure_compressed_backbone', 'export_compressed',
-    'read_compression_meta', 'save_compressed'
+    'CAITViT', 'CompressedCheckpoint', 'CompressionMeta', 'compression_meta',
+    'configure_compressed_backbone', 'export_compressed', 'save_compressed'
 ]

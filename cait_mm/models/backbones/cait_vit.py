@@ -1,5 +1,5 @@
 """CAITViT: a plain DeiT backbone for dense prediction, built to be
-compressed (token merging or pruning, channel pruning)."""
+compressed (a token reducer, channel pruning)."""
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -8,16 +8,12 @@ from mmengine.runner import CheckpointLoader
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
-from cait_mm.core import (Block, TokenState, block_widths,
-                          build_token_reducer, channel_groups, compact_block)
-from cait_mm.core.compactor import num_to_prune
-from cait_mm.core.vit_layers import check_channel_groups
+from cait_mm.core import (Block, CompressionSpec, TokenState, block_widths,
+                          channel_groups, compact_block, content_cells,
+                          parse_channel_prune, reducer_config)
 from cait_mm.registry import MODELS
-from .compressed_checkpoint import compression_info, read_compression_meta
-from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
-                             unwrap_state_dict)
-
-WIDTH_KEYS = ('qk_dim', 'v_dim', 'mlp_hidden')
+from .compressed_checkpoint import CompressedCheckpoint, load_vit_checkpoint
+from .vit_checkpoint import resize_pos_embed
 
 
 @MODELS.register_module()
@@ -26,44 +22,48 @@ class CAITViT(BaseModule):
 
     With no compression it is a plain DeiT (timm's weights and numerics) and
     returns what mmseg's ``VisionTransformer`` returns: a tuple with one
-    ``(B, C, H/16, W/16)`` map per entry of ``out_indices``.
+    ``(B, C, H/16, W/16)`` map per entry of ``out_indices``. What it is made
+    of (architecture, channel widths, token reducer) is a
+    :class:`~cait_mm.core.spec.CompressionSpec`, built from these arguments
+    or read from a compressed checkpoint.
 
     Args:
-        arch (str | dict): ``'deit-t'``, ``'deit-s'``, ``'deit-b'``, or a dict
-            with ``embed_dims``, ``num_layers``, ``num_heads``, ``mlp_ratio``.
+        arch (str | dict, optional): ``'deit-t'``, ``'deit-s'``,
+            ``'deit-b'``, or a dict with ``embed_dims``, ``num_layers``,
+            ``num_heads``, ``mlp_ratio``. Default: the ``compressed`` file's,
+            else ``'deit-s'``.
         img_size (int | tuple): Input size the position embeddings are stored
             for; other sizes are served by resampling them on the fly.
-        patch_size (int): Patch size.
+        patch_size (int, optional): Patch size (default 16, or the file's).
         in_channels (int): Image channels.
         out_indices (int | Sequence[int]): Blocks whose output is returned;
             negative values count from the end.
-        qkv_bias (bool): Bias in the ``qkv`` projections.
+        qkv_bias (bool, optional): Bias in the ``qkv`` projections (default
+            True, or the file's).
         drop_rate (float): Dropout after position embedding and projections.
         attn_drop_rate (float): Dropout on attention probabilities.
         drop_path_rate (float): Stochastic depth, linearly increasing.
-        with_cls_token (bool): Keep the class token in the sequence.
+        with_cls_token (bool, optional): Keep the class token in the sequence
+            (default True, or the file's).
         output_cls_token (bool): Return ``(map, cls_token)`` per output
-            instead of the map alone (needs ``with_cls_token``).
+            instead of the map alone (needs the class token).
         out_type (str): ``'featmap'``: the restored maps (dense tasks);
             ``'cls_token'``: only the class token ``(B, C)`` per output, as
             mmpretrain's ViT returns for its classification heads (no map is
-            restored). Needs ``with_cls_token``.
+            restored; needs the class token).
         final_norm (bool): Apply the final LayerNorm to the last block's
             output (mmseg's default for DeiT UperNet is ``False``).
         pad_to_patch (bool): Pad the bottom/right of inputs whose size is not
             a multiple of ``patch_size`` (as mmseg's ViT does with
             ``padding='corner'``); when ``False`` such inputs raise.
         interpolate_mode (str): Mode for resampling position embeddings.
-        token_merge (dict, optional): ATME token merging, e.g.
-            ``dict(schedule='deit-s', granularity='token')``; see
-            :class:`cait_mm.core.atme.ATME`. Merged tokens are restored to
-            the full grid at every ``out_indices`` block. It has no weights,
-            so it also applies, training-free, to a dense checkpoint.
-        token_prune (dict, optional): TPS token pruning and squeezing, e.g.
-            ``dict(blocks=(3, 6, 9), keep_ratio=0.7, score='attn')``; see
-            :class:`cait_mm.core.tps.TPS`. Pruned tokens live on in their
-            hosts, and outputs are restored to the full grid through them.
-            Set at most one of ``token_merge`` and ``token_prune``.
+        token_reducer (dict, optional): The token reducer, by the core's
+            registry name: ``dict(type='ATME', schedule='deit-s')`` (token
+            merging, :class:`cait_mm.core.atme.ATME`) or ``dict(type='TPS',
+            blocks=(3, 6, 9), keep_ratio=0.7)`` (pruning and squeezing,
+            :class:`cait_mm.core.tps.TPS`). Reduced tokens are restored to
+            the full grid at every ``out_indices`` block. A reducer without
+            weights also applies, training-free, to a dense checkpoint.
         channel_prune (dict, optional): CDCP channel pruning,
             ``dict(groups=('qk', 'v', 'mlp'))``: identity-initialised
             compactors in every block for those channel groups. The
@@ -72,95 +72,91 @@ class CAITViT(BaseModule):
             ``tools/export_compressed.py`` removes them.
         channel_widths (Sequence[dict] | dict, optional): Per block, the
             widths of a channel-pruned model, ``dict(qk_dim=, v_dim=,
-            mlp_hidden=)`` (per-head query/key and value widths, MLP hidden
-            units); usually read from a compressed checkpoint
-            (``compressed``), not written. A single ``dict(qk=, v=, mlp=)``
-            of pruning ratios instead prunes every block alike (rounded as
-            ``CDCPHook`` rounds), e.g. to time a pruned model before
-            training one.
+            mlp_hidden=)``; usually read from ``compressed``. A single
+            ``dict(qk=, v=, mlp=)`` of pruning ratios prunes every block
+            alike, e.g. to time a pruned model before training one.
         compressed (str, optional): An exported compressed checkpoint
-            (``tools/export_compressed.py``). The compact architecture is
-            read from its metadata at build time (channel widths, and the
-            token merging/pruning it was trained with, unless
-            ``token_merge``/``token_prune`` are set here: the config wins),
-            and its weights are loaded by ``init_weights``. ``arch`` and
-            ``channel_widths`` given here must agree with the file.
+            (``tools/export_compressed.py``). Its spec decides the
+            architecture and widths (settings given here must agree) and the
+            token reducer (unless ``token_reducer`` is set here: the config
+            wins); its weights are loaded by ``init_weights``.
         pretrained (str, optional): Shortcut for
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict | list, optional): MMEngine initialisation config.
             ``type='Pretrained'`` accepts official DeiT/timm files and
             OpenMMLab checkpoints (with ``prefix='backbone.'``).
+        token_merge (dict, optional): Deprecated alias of
+            ``token_reducer=dict(type='ATME', ...)``.
+        token_prune (dict, optional): Deprecated alias of
+            ``token_reducer=dict(type='TPS', ...)``.
     """
-    arch_zoo = {
-        'deit-t':
-        dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
-        'deit-s':
-        dict(embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4.),
-        'deit-b':
-        dict(embed_dims=768, num_layers=12, num_heads=12, mlp_ratio=4.),
-    }
-    num_prefix_tokens = 1
+    num_prefix_tokens = 1  # rows of pos_embed before the patches
     OUT_TYPES = ('featmap', 'cls_token')
 
     def __init__(self,
-                 arch: Union[str, Dict] = 'deit-s',
+                 arch: Union[None, str, Dict] = None,
                  img_size: Union[int, Tuple[int, int]] = 224,
-                 patch_size: int = 16,
+                 patch_size: Optional[int] = None,
                  in_channels: int = 3,
                  out_indices: Union[int, Sequence[int]] = -1,
-                 qkv_bias: bool = True,
+                 qkv_bias: Optional[bool] = None,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
-                 with_cls_token: bool = True,
+                 with_cls_token: Optional[bool] = None,
                  output_cls_token: bool = False,
                  out_type: str = 'featmap',
                  final_norm: bool = False,
                  pad_to_patch: bool = True,
                  interpolate_mode: str = 'bicubic',
-                 token_merge: Optional[Dict] = None,
-                 token_prune: Optional[Dict] = None,
+                 token_reducer: Optional[Dict] = None,
                  channel_prune: Optional[Dict] = None,
-                 channel_widths: Optional[Sequence[Dict]] = None,
+                 channel_widths: Union[None, Dict, Sequence[Dict]] = None,
                  compressed: Optional[str] = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[Dict, list]] = None):
+                 init_cfg: Optional[Union[Dict, list]] = None,
+                 token_merge: Optional[Dict] = None,
+                 token_prune: Optional[Dict] = None):
         if sum(x is not None
                for x in (pretrained, init_cfg, compressed)) > 1:
             raise ValueError('Set one of `compressed`, `pretrained` and '
                              '`init_cfg`, not several')
+        file = None if compressed is None else \
+            CompressedCheckpoint.read(compressed)
+        spec = CompressionSpec.from_config(
+            arch=arch, channel_widths=channel_widths,
+            token_reducer=reducer_config(token_reducer, token_merge,
+                                         token_prune),
+            patch_size=patch_size, qkv_bias=qkv_bias,
+            with_cls_token=with_cls_token,
+            saved=None if file is None else file.meta.spec)
         if pretrained is not None:
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        if compressed is not None:
-            info = read_compression_meta(compressed)
-            channel_widths, token_merge, token_prune = self._from_compressed(
-                info['backbone'], compressed, arch, patch_size, qkv_bias,
-                with_cls_token, channel_widths, token_merge, token_prune)
-            init_cfg = dict(
-                type='Pretrained', checkpoint=compressed,
-                prefix=info.get('prefix'))
+        if file is not None:
+            init_cfg = dict(type='Pretrained', checkpoint=compressed,
+                            prefix=file.meta.prefix)
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
                 dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
             ]
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
-        if output_cls_token and not with_cls_token:
-            raise ValueError('output_cls_token=True needs with_cls_token=True')
+        # read at build time, loaded (once) by init_weights
+        self._compressed_file = file
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got '
                              f'{out_type!r}')
-        if out_type == 'cls_token' and not with_cls_token:
-            raise ValueError("out_type='cls_token' needs with_cls_token=True")
-        self.out_type = out_type
-        embed_dims = self.arch_settings['embed_dims']
-        num_layers = self.arch_settings['num_layers']
-        self.embed_dims = embed_dims
-        self.num_layers = num_layers
-        self.patch_size = patch_size
-        self.with_cls_token = with_cls_token
+        for asked, name in ((output_cls_token, 'output_cls_token=True'),
+                            (out_type == 'cls_token', "out_type='cls_token'")):
+            if asked and not spec.with_cls_token:
+                raise ValueError(f'{name} needs with_cls_token=True')
+        self.arch_settings = dict(spec.arch)
+        self.embed_dims = embed_dims = spec.arch['embed_dims']
+        self.num_layers = num_layers = spec.arch['num_layers']
+        self.patch_size = spec.patch_size
+        self.with_cls_token = spec.with_cls_token
         self.output_cls_token = output_cls_token
+        self.out_type = out_type
         self.final_norm = final_norm
         self.pad_to_patch = pad_to_patch
         self.interpolate_mode = interpolate_mode
@@ -168,7 +164,7 @@ class CAITViT(BaseModule):
 
         self.patch_embed = PatchEmbed(
             img_size=img_size,
-            patch_size=patch_size,
+            patch_size=spec.patch_size,
             in_chans=in_channels,
             embed_dim=embed_dims,
             output_fmt='NHWC',
@@ -182,136 +178,21 @@ class CAITViT(BaseModule):
         self.pos_drop = nn.Dropout(drop_rate)
 
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
-        widths = self._parse_widths(channel_widths)
-        groups = self._parse_channel_prune(channel_prune)
+        groups = parse_channel_prune(channel_prune)
         self.blocks = nn.ModuleList([
             Block(
                 embed_dims,
-                self.arch_settings['num_heads'],
-                qkv_bias=qkv_bias,
+                spec.arch['num_heads'],
+                qkv_bias=spec.qkv_bias,
                 drop=drop_rate,
                 attn_drop=attn_drop_rate,
                 drop_path=dpr[i],
                 channel_groups=groups,
-                **widths[i]) for i in range(num_layers)
+                **spec.channel_widths[i]) for i in range(num_layers)
         ])
         if final_norm:
             self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.token_reducer = self._build_reducer(token_merge, token_prune)
-
-    # ------------------------------------------------------------ building
-    @classmethod
-    def _parse_arch(cls, arch: Union[str, Dict]) -> Dict:
-        if isinstance(arch, str):
-            if arch not in cls.arch_zoo:
-                raise ValueError(f'Unknown arch "{arch}"; valid archs: '
-                                 f'{sorted(cls.arch_zoo)}, or a dict with '
-                                 'embed_dims, num_layers, num_heads, '
-                                 'mlp_ratio')
-            return dict(cls.arch_zoo[arch])
-        required = {'embed_dims', 'num_layers', 'num_heads', 'mlp_ratio'}
-        if not isinstance(arch, dict) or set(arch) != required:
-            raise ValueError(f'A custom arch must be a dict with exactly the '
-                             f'keys {sorted(required)}, got {arch!r}')
-        return dict(arch)
-
-    def _parse_widths(self, channel_widths) -> List[Dict[str, int]]:
-        """Per-block ``qk_dim``, ``v_dim``, ``mlp_hidden``: the arch's unless
-        ``channel_widths`` (a channel-pruned model) gives them."""
-        num_heads = self.arch_settings['num_heads']
-        dense = dict(
-            qk_dim=self.embed_dims // num_heads,
-            v_dim=self.embed_dims // num_heads,
-            mlp_hidden=int(self.embed_dims * self.arch_settings['mlp_ratio']))
-        if channel_widths is None:
-            return [dict(dense) for _ in range(self.num_layers)]
-        if isinstance(channel_widths, dict):
-            channel_widths = [self._widths_from_ratios(channel_widths, dense)
-                              ] * self.num_layers
-        if len(channel_widths) != self.num_layers:
-            raise ValueError(f'channel_widths has {len(channel_widths)} '
-                             f'entries for {self.num_layers} blocks')
-        parsed = []
-        for i, entry in enumerate(channel_widths):
-            entry = dict(entry)
-            if set(entry) != set(WIDTH_KEYS) or not all(
-                    isinstance(entry[k], int) and 0 < entry[k] <= dense[k]
-                    for k in WIDTH_KEYS):
-                raise ValueError(
-                    f'channel_widths[{i}] = {entry}: needs the keys '
-                    f'{list(WIDTH_KEYS)} with positive ints no larger than '
-                    f'the unpruned {dense}')
-            parsed.append(entry)
-        return parsed
-
-    @staticmethod
-    def _widths_from_ratios(ratios: Dict, dense: Dict) -> Dict[str, int]:
-        keys = dict(qk='qk_dim', v='v_dim', mlp='mlp_hidden')
-        unknown = set(ratios) - set(keys)
-        if unknown:
-            raise ValueError(f'channel_widths as ratios takes the keys '
-                             f'{sorted(keys)}, got {sorted(ratios)}')
-        widths = dict(dense)
-        for group, ratio in ratios.items():
-            full = dense[keys[group]]
-            widths[keys[group]] = full - num_to_prune(ratio, full, group)
-        return widths
-
-    @staticmethod
-    def _parse_channel_prune(channel_prune: Optional[Dict]) -> Tuple:
-        if channel_prune is None:
-            return ()
-        unknown = set(channel_prune) - {'groups'}
-        if unknown:
-            raise ValueError(f'channel_prune: unknown keys {sorted(unknown)};'
-                             " it takes groups=('qk', 'v', 'mlp') (the "
-                             'ratios and schedule belong to CDCPHook)')
-        return check_channel_groups(
-            channel_prune.get('groups', ('qk', 'v', 'mlp')))
-
-    def _from_compressed(self, saved: Dict, filename: str, arch, patch_size,
-                         qkv_bias, with_cls_token, channel_widths,
-                         token_merge, token_prune):
-        """Check the config against a compressed checkpoint's architecture;
-        return the widths and token reducers to build."""
-        mine = self._parse_arch(arch)
-        theirs = {k: saved['arch'][k] for k in mine}
-        mismatch = [
-            f'{name}: config {ours!r}, checkpoint {saved_value!r}'
-            for name, ours, saved_value in (
-                ('arch', mine, theirs), ('patch_size', patch_size,
-                                         saved['patch_size']),
-                ('qkv_bias', qkv_bias, saved['qkv_bias']),
-                ('with_cls_token', with_cls_token, saved['with_cls_token']),
-                ('channel_widths', channel_widths, saved['channel_widths']))
-            if ours is not None and ours != saved_value
-        ]
-        if mismatch:
-            raise ValueError(
-                f'compressed checkpoint "{filename}" does not fit this '
-                'CAITViT config: ' + '; '.join(mismatch) +
-                '. Drop these settings from the config (the checkpoint '
-                'defines them) or use the matching checkpoint.')
-        if token_merge is None and token_prune is None:
-            token_merge = saved.get('token_merge')
-            token_prune = saved.get('token_prune')
-        return saved['channel_widths'], token_merge, token_prune
-
-    def _build_reducer(self, token_merge: Optional[Dict],
-                       token_prune: Optional[Dict]):
-        if token_merge is not None and token_prune is not None:
-            raise ValueError('Set token_merge (ATME) or token_prune (TPS), '
-                             'not both')
-        if token_merge is None and token_prune is None:
-            return None
-        cfg = dict(type='ATME', **token_merge) if token_merge is not None \
-            else dict(type='TPS', **token_prune)
-        reducer = build_token_reducer(cfg, self.num_layers, self.embed_dims)
-        if getattr(reducer, 'needs_class_token', False) and \
-                not self.with_cls_token:
-            raise ValueError(f'{cfg} scores tokens by the class token\'s '
-                             'attention: it needs with_cls_token=True')
-        return reducer
+        self.token_reducer = spec.build_token_reducer()
 
     @staticmethod
     def _parse_out_indices(out_indices, num_layers: int) -> Tuple[int, ...]:
@@ -327,59 +208,23 @@ class CAITViT(BaseModule):
 
     # ------------------------------------------------------------- weights
     def init_weights(self) -> None:
-        if isinstance(self.init_cfg, dict) and \
+        file, self._compressed_file = self._compressed_file, None
+        if file is not None:
+            load_vit_checkpoint(self, file.checkpoint, file.source,
+                                file.meta.prefix)
+        elif isinstance(self.init_cfg, dict) and \
                 self.init_cfg.get('type') == 'Pretrained':
-            self._load_pretrained(self.init_cfg['checkpoint'],
-                                  self.init_cfg.get('prefix'))
-            self._is_init = True
+            filename = self.init_cfg['checkpoint']
+            load_vit_checkpoint(
+                self,
+                CheckpointLoader.load_checkpoint(filename, map_location='cpu'),
+                f'Checkpoint "{filename}"', self.init_cfg.get('prefix'))
+        else:
+            super().init_weights()
+            nn.init.trunc_normal_(self.pos_embed, std=.02)
+            nn.init.trunc_normal_(self.cls_token, std=.02)
             return
-        super().init_weights()
-        nn.init.trunc_normal_(self.pos_embed, std=.02)
-        nn.init.trunc_normal_(self.cls_token, std=.02)
-
-    def _load_pretrained(self, filename: str, prefix: Optional[str]) -> None:
-        """Load DeiT/timm, OpenMMLab or compressed weights, resizing
-        position embeddings."""
-        checkpoint = CheckpointLoader.load_checkpoint(
-            filename, map_location='cpu')
-        source = f'Checkpoint "{filename}"'
-        info = compression_info(checkpoint, source)
-        if info is not None:
-            if prefix is None:
-                prefix = info.get('prefix')
-            saved = info['backbone']['channel_widths']
-            if saved != self.channel_widths:
-                raise RuntimeError(
-                    f'{source} is channel-pruned; its widths do not fit this '
-                    f'CAITViT (first differing block: '
-                    f'{self._first_difference(saved)}). Build the backbone '
-                    f'from it with compressed="{filename}" instead.')
-        state = unwrap_state_dict(checkpoint, prefix)
-        state = convert_timm_vit(state, keep_final_norm=self.final_norm)
-        if 'pos_embed' in state:
-            state['pos_embed'] = resize_pos_embed(
-                state['pos_embed'], self.pos_grid, self.num_prefix_tokens,
-                self.interpolate_mode)
-        # A pretrained ViT has no token scorer and no compactors: they keep
-        # their initialisation (compactors start as the identity).
-        load_strict(self, state, source,
-                    may_be_missing=('token_reducer.', ) +
-                    self._compactor_keys())
-
-    def _first_difference(self, saved: List[Dict]) -> str:
-        for i, (theirs, ours) in enumerate(zip(saved, self.channel_widths)):
-            if theirs != ours:
-                return f'{i}: checkpoint {theirs}, model {ours}'
-        return f'{len(saved)} blocks in the checkpoint, {self.num_layers} here'
-
-    def _compactor_keys(self) -> Tuple[str, ...]:
-        return tuple(
-            f'blocks.{i}.{path}.' for i, block in enumerate(self.blocks)
-            for path, module in (('attn.qk_compactor',
-                                  block.attn.qk_compactor),
-                                 ('attn.v_compactor', block.attn.v_compactor),
-                                 ('mlp.compactor', block.mlp.compactor))
-            if module is not None)
+        self._is_init = True
 
     # --------------------------------------------------- channel pruning
     @property
@@ -400,29 +245,30 @@ class CAITViT(BaseModule):
             compact_block(block) for block in self.blocks)
         return self
 
-    def compression_info(self, prefix: str = 'backbone.') -> Dict:
-        """What a compressed checkpoint needs to rebuild this backbone
-        (see :mod:`.compressed_checkpoint`), in plain Python types."""
+    def compression_spec(self) -> CompressionSpec:
+        """The spec of this backbone as it is now (what a compressed
+        checkpoint stores to rebuild it)."""
         if self.channel_groups():
-            raise RuntimeError('compression_info() describes a compact '
+            raise RuntimeError('compression_spec() describes a compact '
                                'backbone: call compact() first')
         reducer = self.token_reducer
-        backbone = dict(
-            arch={k: self.arch_settings[k] for k in sorted(
-                self.arch_settings)},
+        return CompressionSpec(
+            arch=self.arch_settings,
+            channel_widths=self.channel_widths,
+            token_reducer=None if reducer is None else reducer.config(),
             patch_size=self.patch_size,
-            pos_grid=list(self.pos_grid),
             qkv_bias=self.blocks[0].attn.qkv.bias is not None,
-            with_cls_token=self.with_cls_token,
-            channel_widths=self.channel_widths)
-        if reducer is not None:
-            backbone['token_merge' if type(reducer).__name__ == 'ATME' else
-                     'token_prune'] = reducer.config()
-        return dict(prefix=prefix, backbone=backbone)
+            with_cls_token=self.with_cls_token)
 
     # ------------------------------------------------------------- forward
+    @property
+    def num_prefix(self) -> int:
+        """Tokens ahead of the patch tokens in the sequence: the class
+        token, if kept."""
+        return self.num_prefix_tokens if self.with_cls_token else 0
+
     def _patch_pos_embed(self, grid: Tuple[int, int],
-                         valid_shape: Optional[Tensor]) -> Tensor:
+                         cells: Optional[List[Tuple[int, int]]]) -> Tensor:
         """Position embeddings of the patch tokens, ``(1 or B, h*w, C)``.
 
         Without padding they are resampled to the whole grid. In a padded
@@ -439,35 +285,20 @@ class CAITViT(BaseModule):
                                     self.interpolate_mode,
                                     old_grid=self.pos_grid)[:, P:]
 
-        if valid_shape is None:
+        if cells is None:
             return resized(grid)
-        B, C = valid_shape.shape[0], self.embed_dims
-        pos = self.pos_embed.new_zeros(B, grid[0], grid[1], C)
-        for size in torch.unique(valid_shape, dim=0).tolist():
-            images = (valid_shape == valid_shape.new_tensor(size)).all(1)
+        C = self.embed_dims
+        pos = self.pos_embed.new_zeros(len(cells), grid[0], grid[1], C)
+        for size in sorted(set(cells)):
+            images = [b for b, cell in enumerate(cells) if cell == size]
             pos[images, :size[0], :size[1]] = resized(size).view(
                 1, size[0], size[1], C)
         return pos.flatten(1, 2)
 
-    def _valid_shape(self, valid_sizes, grid,
-                     device) -> Optional[Tensor]:
-        """Per-image content grid ``(B, 2)`` in tokens, or ``None``."""
-        if valid_sizes is None:
-            return None
-        p = self.patch_size
-        shape = torch.tensor([[-(-int(h) // p), -(-int(w) // p)]
-                              for h, w in valid_sizes],
-                             device=device)
-        if (shape > shape.new_tensor(grid)).any():
-            raise ValueError(f'valid_sizes {list(valid_sizes)} exceed the '
-                             f'input grid {grid} of {p}-pixel patches')
-        if (shape == shape.new_tensor(grid)).all():
-            return None
-        return shape
-
-    def _embed(self, x: Tensor,
-               valid_sizes) -> Tuple[Tensor, TokenState]:
-        """Images ``(B, 3, H, W)`` -> tokens ``(B, P + h*w, C)``, state."""
+    def embed(self, x: Tensor, valid_sizes=None) -> Tuple[Tensor, TokenState]:
+        """Images ``(B, 3, H, W)`` -> tokens ``(B, P + h*w, C)`` and the
+        state of the unreduced grid (with each image's content grid when
+        ``valid_sizes`` pads it)."""
         H, W = x.shape[-2:]
         if not self.pad_to_patch and (H % self.patch_size
                                       or W % self.patch_size):
@@ -478,33 +309,28 @@ class CAITViT(BaseModule):
                 'CAITViT with pad_to_patch=True')
         x = self.patch_embed(x)
         grid = tuple(x.shape[1:3])
-        valid_shape = self._valid_shape(valid_sizes, grid, x.device)
-        x = x.flatten(1, 2) + self._patch_pos_embed(grid, valid_shape)
+        cells = content_cells(valid_sizes, self.patch_size, grid)
+        x = x.flatten(1, 2) + self._patch_pos_embed(grid, cells)
         if self.with_cls_token:
             cls = self.cls_token + self.pos_embed[:, :self.num_prefix_tokens]
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        valid_shape = None if cells is None else torch.tensor(
+            cells, device=x.device)
         return self.pos_drop(x), TokenState.from_grid(grid, valid_shape)
 
-    @property
-    def _prefix(self) -> int:
-        """Prefix tokens in the sequence: the class token, if kept."""
-        return self.num_prefix_tokens if self.with_cls_token else 0
-
-    def run_blocks(self, x: Tensor, valid_sizes=None
+    def run_blocks(self, x: Tensor, state: TokenState
                    ) -> Iterator[Tuple[int, Tensor, TokenState]]:
-        """Embed the images and run the blocks, token reducers included.
+        """Run the blocks on embedded tokens (:meth:`embed`), the token
+        reducer included.
 
         The one place that runs the blocks: :meth:`forward` builds its
         outputs from it, and tools that look inside (e.g.
         ``tools/visualize_merge.py``) read the token states from it.
 
         Yields:
-            tuple: ``(i, tokens (B, P + N, C), state)`` after block ``i``,
-            and first ``(-1, ...)`` after the patch embedding.
+            tuple: ``(i, tokens (B, P + N, C), state)`` after block ``i``.
         """
-        x, state = self._embed(x, valid_sizes)
-        yield -1, x, state
-        prefix = self._prefix
+        prefix = self.num_prefix
         attn_bias = state.attn_bias(prefix)
         reducer = self.token_reducer
         reduce_at = reducer.blocks if reducer is not None else ()
@@ -536,18 +362,19 @@ class CAITViT(BaseModule):
             ``output_cls_token``); with ``out_type='cls_token'`` the class
             tokens ``(B, C)`` instead.
         """
-        outs, keep = [], None
-        for i, x, state in self.run_blocks(x, valid_sizes):
-            if i < 0:
-                pad = state.padding_mask()
-                if pad is not None:
-                    keep = (~pad).to(x.dtype).view(x.shape[0], 1,
-                                                   *state.grid_size)
-            elif i in self.out_indices and self.out_type == 'cls_token':
+        x, state = self.embed(x, valid_sizes)
+        pad = state.padding_mask()
+        keep = None if pad is None else (~pad).to(x.dtype).view(
+            x.shape[0], 1, *state.grid_size)
+        outs = []
+        for i, x, state in self.run_blocks(x, state):
+            if i not in self.out_indices:
+                continue
+            if self.out_type == 'cls_token':
                 outs.append(x[:, 0])
-            elif i in self.out_indices:
-                feat = state.to_map(x[:, self._prefix:])
-                if keep is not None:
-                    feat = feat * keep
-                outs.append((feat, x[:, 0]) if self.output_cls_token else feat)
+                continue
+            feat = state.to_map(x[:, self.num_prefix:])
+            if keep is not None:
+                feat = feat * keep
+            outs.append((feat, x[:, 0]) if self.output_cls_token else feat)
         return tuple(outs)

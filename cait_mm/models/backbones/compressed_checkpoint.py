@@ -1,78 +1,167 @@
-"""Compressed checkpoints: weights plus what it takes to rebuild the model.
+"""Compressed checkpoints: weights plus the spec that rebuilds the model.
 
 A compressed checkpoint is an ordinary state-dict checkpoint (tensors only,
 loadable with ``torch.load(weights_only=True)``) whose ``meta['cait_mm']``
-describes the backbone it holds in plain Python types::
+holds, in plain Python types, the backbone's
+:class:`~cait_mm.core.spec.CompressionSpec` (format 2)::
 
     meta['cait_mm'] = dict(
-        format=1,
+        format=2,
         prefix='backbone.',          # where the backbone's keys are
-        backbone=dict(
-            arch=dict(embed_dims=384, num_layers=12, num_heads=6,
-                      mlp_ratio=4.0),
-            patch_size=16, pos_grid=[14, 14], qkv_bias=True,
-            with_cls_token=True,
+        pos_grid=[14, 14],           # grid of the stored position embeddings
+        spec=dict(
+            arch=dict(embed_dims=384, mlp_ratio=4.0, num_heads=6,
+                      num_layers=12),
+            patch_size=16, qkv_bias=True, with_cls_token=True,
             channel_widths=[dict(qk_dim=32, v_dim=32, mlp_hidden=768), ...],
-            token_merge=dict(schedule=[[3, 'h', 0.5], ...],
-                             granularity='token')))
+            token_reducer=dict(type='ATME', schedule=[[3, 'h', 0.5], ...],
+                               granularity='token')))
 
-``CAITViT(compressed=FILE)`` reads it at build time (the widths decide the
-layer shapes, so they must be known before any weight is loaded), then loads
-the weights in ``init_weights``, i.e. in MMEngine's order.
+Format 1 (cait_mm before the spec) kept the same settings in
+``meta['cait_mm']['backbone']``, with the reducer under ``token_merge`` or
+``token_prune``; it is still read.
+
+``CAITViT(compressed=FILE)`` reads the file once, at build time (the widths
+decide the layer shapes, so they must be known before any weight is
+loaded), and loads the weights it read in ``init_weights``, i.e. in
+MMEngine's order.
 """
 import os.path as osp
+from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
-from torch import nn
+from torch import Tensor, nn
+
+from cait_mm.core import ChannelGroup, CompressionSpec
+from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
+                             unwrap_state_dict)
 
 META_KEY = 'cait_mm'
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)
+# format 1: meta['cait_mm']['backbone'] keys -> reducer type
+_FORMAT1_REDUCERS = dict(token_merge='ATME', token_prune='TPS')
 
 
-def compression_info(checkpoint: Mapping, source: str) -> Optional[Dict]:
-    """``meta['cait_mm']`` of a loaded checkpoint, or ``None``."""
+@dataclass(frozen=True)
+class CompressionMeta:
+    """What ``meta['cait_mm']`` says about the backbone in a file."""
+    spec: CompressionSpec
+    prefix: Optional[str]
+    pos_grid: Optional[Tuple[int, int]]
+
+    def to_dict(self) -> Dict:
+        return dict(format=FORMAT, prefix=self.prefix,
+                    pos_grid=None if self.pos_grid is None else list(
+                        self.pos_grid),
+                    spec=self.spec.to_dict())
+
+
+def _require(data, keys, source: str) -> None:
+    missing = [k for k in keys
+               if not isinstance(data, Mapping) or k not in data]
+    if missing:
+        raise ValueError(f'{source}: malformed cait_mm metadata, missing '
+                         f'{missing}')
+
+
+def _format1_spec(backbone: Mapping, source: str) -> Dict:
+    _require(backbone, ('arch', 'patch_size', 'qkv_bias', 'with_cls_token',
+                        'channel_widths'), source)
+    reducer = None
+    for key, kind in _FORMAT1_REDUCERS.items():
+        if backbone.get(key) is not None:
+            reducer = dict(type=kind, **backbone[key])
+    return dict(
+        arch=backbone['arch'], patch_size=backbone['patch_size'],
+        qkv_bias=backbone['qkv_bias'],
+        with_cls_token=backbone['with_cls_token'],
+        channel_widths=backbone['channel_widths'], token_reducer=reducer)
+
+
+def compression_meta(checkpoint: Mapping,
+                     source: str) -> Optional[CompressionMeta]:
+    """The :class:`CompressionMeta` of a loaded checkpoint, or ``None`` for
+    a file without cait_mm metadata.
+
+    Raises:
+        ValueError: for a format this version cannot read, or metadata
+            missing a key (named).
+    """
     meta = checkpoint.get('meta') if isinstance(checkpoint, Mapping) else None
     info = meta.get(META_KEY) if isinstance(meta, Mapping) else None
     if info is None:
         return None
-    if info.get('format') != FORMAT:
+    version = info.get('format') if isinstance(info, Mapping) else None
+    if version not in READS:
         raise ValueError(f'{source} has cait_mm metadata of format '
-                         f'{info.get("format")!r}; this version reads format '
-                         f'{FORMAT}')
-    return info
+                         f'{version!r}; this version reads formats {READS}')
+    if version == 1:
+        _require(info, ('backbone', ), source)
+        spec = _format1_spec(info['backbone'], source)
+        pos_grid = info['backbone'].get('pos_grid')
+    else:
+        _require(info, ('spec', ), source)
+        spec, pos_grid = info['spec'], info.get('pos_grid')
+    return CompressionMeta(
+        spec=CompressionSpec.from_dict(spec, source),
+        prefix=info.get('prefix'),
+        pos_grid=None if pos_grid is None else tuple(pos_grid))
 
 
-def read_compression_meta(filename: str) -> Dict:
-    """``meta['cait_mm']`` of a compressed checkpoint file.
+@dataclass
+class CompressedCheckpoint:
+    """A compressed checkpoint read once: its metadata and the tensors
+    under its prefix (the backbone's), as a checkpoint dict."""
+    filename: str
+    meta: CompressionMeta
+    checkpoint: Dict
 
-    Raises:
-        ValueError: if the file has none (it is not an exported model).
-    """
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    info = compression_info(checkpoint, f'Checkpoint "{filename}"')
-    if info is None:
-        raise ValueError(
-            f'Checkpoint "{filename}" has no cait_mm compression metadata: it '
-            'is not an exported compressed model (tools/export_compressed.py '
-            'writes those). Load a dense checkpoint with pretrained= or '
-            "init_cfg=dict(type='Pretrained', ...) instead.")
-    return info
+    @property
+    def source(self) -> str:
+        return f'compressed checkpoint "{self.filename}"'
+
+    @classmethod
+    def read(cls, filename: str) -> 'CompressedCheckpoint':
+        """Load ``filename`` (any path MMEngine's ``CheckpointLoader``
+        reads).
+
+        Raises:
+            ValueError: if the file has no cait_mm metadata (it is not an
+                exported model), or metadata this version cannot read.
+        """
+        checkpoint = CheckpointLoader.load_checkpoint(
+            filename, map_location='cpu')
+        source = f'compressed checkpoint "{filename}"'
+        meta = compression_meta(checkpoint, source)
+        if meta is None:
+            raise ValueError(
+                f'Checkpoint "{filename}" has no cait_mm compression metadata:'
+                ' it is not an exported compressed model '
+                '(tools/export_compressed.py writes those). Load a dense '
+                "checkpoint with pretrained= or init_cfg=dict(type="
+                "'Pretrained', ...) instead.")
+        # keep the backbone's tensors only (the heads may be most of it)
+        prefix = meta.prefix or ''
+        state = {k: v for k, v in unwrap_state_dict(checkpoint).items()
+                 if k.startswith(prefix)}
+        return cls(filename, meta,
+                   dict(state_dict=state, meta=checkpoint['meta']))
 
 
-def save_compressed(filename: str, state_dict: Dict[str, torch.Tensor],
-                    info: Dict) -> None:
-    """Write ``state_dict`` with ``info`` as ``meta['cait_mm']``.
+def save_compressed(filename: str, state_dict: Dict[str, Tensor],
+                    meta: CompressionMeta) -> None:
+    """Write ``state_dict`` with ``meta`` as ``meta['cait_mm']``.
 
     Only tensors and plain Python types go in, so the file loads with
     ``torch.load(weights_only=True)`` and needs no allow-list.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    torch.save(
-        dict(state_dict=state, meta={META_KEY: dict(info, format=FORMAT)}),
-        filename)
+    torch.save(dict(state_dict=state, meta={META_KEY: meta.to_dict()}),
+               filename)
 
 
 def export_compressed(model: nn.Module,
@@ -84,25 +173,65 @@ def export_compressed(model: nn.Module,
     The compactors are folded and the pruned channels removed
     (``CAITViT.compact``); the file holds every weight of ``model`` (heads
     included, so it evaluates as it is) except the modules under ``drop``
-    (e.g. a distillation teacher), plus the metadata that rebuilds the
-    compact backbone.
+    (e.g. a distillation teacher), plus the spec that rebuilds the compact
+    backbone.
 
     Returns:
         dict: the ``meta['cait_mm']`` written.
     """
     module = getattr(model, backbone, None)
-    if module is None or not hasattr(module, 'compact'):
+    if module is None or not hasattr(module, 'compression_spec'):
         raise TypeError(f'{type(model).__name__}.{backbone} is not a CAITViT: '
                         'only CAITViT backbones can be exported')
     module.compact()
-    info = module.compression_info(prefix=f'{backbone}.')
+    meta = CompressionMeta(module.compression_spec(), f'{backbone}.',
+                           module.pos_grid)
     state = {
         k: v
         for k, v in model.state_dict().items()
         if not k.startswith(tuple(f'{d}.' for d in drop))
     }
-    save_compressed(filename, state, info)
-    return info
+    save_compressed(filename, state, meta)
+    return meta.to_dict()
+
+
+def load_vit_checkpoint(vit: nn.Module, checkpoint: Mapping, source: str,
+                        prefix: Optional[str] = None) -> None:
+    """Load a checkpoint already read (DeiT/timm, OpenMMLab or compressed)
+    into a ``CAITViT``, resizing position embeddings.
+
+    A compressed checkpoint's metadata gives its prefix and the grid of its
+    position embeddings; its channel widths must be the ViT's.
+
+    Raises:
+        RuntimeError: for a channel-pruned file whose widths differ, or any
+            missing, unexpected or mis-shaped key (see :func:`load_strict`).
+    """
+    meta = compression_meta(checkpoint, source)
+    old_grid = None
+    if meta is not None:
+        prefix = meta.prefix if prefix is None else prefix
+        old_grid = meta.pos_grid
+        theirs, ours = list(meta.spec.channel_widths), vit.channel_widths
+        if theirs != ours:
+            block = next((i for i, (a, b) in enumerate(zip(theirs, ours))
+                          if a != b), min(len(theirs), len(ours)))
+            raise RuntimeError(
+                f'{source} is channel-pruned; its widths do not fit this '
+                f'CAITViT (first differing block: {block}). Build the '
+                'backbone from it with compressed=FILE instead.')
+    state = convert_timm_vit(unwrap_state_dict(checkpoint, prefix),
+                             keep_final_norm=vit.final_norm)
+    if 'pos_embed' in state:
+        state['pos_embed'] = resize_pos_embed(
+            state['pos_embed'], vit.pos_grid, vit.num_prefix_tokens,
+            vit.interpolate_mode, old_grid=old_grid)
+    # A pretrained ViT has no token scorer and no compactors: they keep
+    # their initialisation (compactors start as the identity).
+    compactors = tuple(f'{name}.' for name, m in vit.named_modules()
+                       if isinstance(m, ChannelGroup))
+    load_strict(vit, state, source,
+                may_be_missing=('token_reducer.', ) + compactors)
 
 
 def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
@@ -116,11 +245,11 @@ def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
     """
     if not osp.isfile(checkpoint):
         return False
-    info = compression_info(
+    meta = compression_meta(
         torch.load(checkpoint, map_location='cpu', weights_only=True),
         f'Checkpoint "{checkpoint}"')
     backbone = cfg.model.get('backbone')
-    if info is None or backbone is None or backbone.get('compressed'):
+    if meta is None or backbone is None or backbone.get('compressed'):
         return False
     print_log(
         f'{checkpoint} is an exported compressed model: building the '

@@ -8,6 +8,7 @@ from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from cait_mm.core import content_cells, content_mask, scale_cells
 from cait_mm.registry import MODELS
 
 # The upsampling/downsampling stage for each supported scale factor.
@@ -152,30 +153,20 @@ class SimpleFeaturePyramid(BaseModule):
             list: a mask (1 on content, 0 on padding) per scale, or ``None``
             where no image of the batch has padding at that scale.
         """
-        if valid_sizes is None:
+        cells = content_cells(valid_sizes, self.input_stride, tuple(grid),
+                              what='input map')
+        if cells is None:
             return [None] * len(scales)
-        stride = self.input_stride
-        tokens = torch.tensor([[math.ceil(h / stride),
-                                math.ceil(w / stride)]
-                               for h, w in valid_sizes],
-                              dtype=torch.long,
-                              device=ref.device)
-        if (tokens > tokens.new_tensor(grid)).any():
-            raise ValueError(f'valid_sizes {list(valid_sizes)} exceed the '
-                             f'input map {tuple(grid)} of stride {stride}')
         masks = []
         for scale in scales:
             # scales are powers of two: exact in floating point
-            size = torch.ceil(tokens * scale).long()
+            size = scale_cells(cells, scale)
             H, W = (math.ceil(n * scale) for n in grid)
-            if (size >= size.new_tensor((H, W))).all():
+            if all(h >= H and w >= W for h, w in size):
                 masks.append(None)
                 continue
-            rows = torch.arange(H, device=ref.device)[None, :, None] < \
-                size[:, 0, None, None]
-            cols = torch.arange(W, device=ref.device)[None, None, :] < \
-                size[:, 1, None, None]
-            masks.append((rows & cols).unsqueeze(1).to(ref.dtype))
+            mask = content_mask(torch.tensor(size, device=ref.device), (H, W))
+            masks.append(mask.unsqueeze(1).to(ref.dtype))
         return masks
 
     def forward(

@@ -1,11 +1,15 @@
 # UperNet on a DeiT-S CAITViT, as in mmseg's vit_deit-s16_upernet config:
 # mmseg's ViT UperNet model base with the backbone replaced, no neck (UperNet
-# fuses the four 1/16 maps itself), 384-channel inputs to the heads.
+# fuses the four 1/16 maps itself), 384-channel inputs to the heads, 512x512
+# inputs (mmseg sets the preprocessor's size in each config; the backbone's
+# img_size already fixes it here, so configs that keep 512x512 need not).
 _base_ = ['mmseg::_base_/models/upernet_vit-b16_ln_mln.py']
 
 custom_imports = dict(imports=['cait_mm'], allow_failed_imports=False)
 
+data_preprocessor = dict(size=(512, 512))
 model = dict(
+    data_preprocessor=data_preprocessor,
     pretrained='pretrain/deit_small_patch16_224-cd65a155.pth',
     backbone=dict(
         _delete_=True,
@@ -19,3 +23,17 @@ model = dict(
     neck=None,
     decode_head=dict(in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(in_channels=384))
+
+# The other DeiT sizes, as a config merges them into `model`
+# (`model = _base_.upernet_deit_t`): their official weights, the backbone's
+# arch, and heads that take its maps' width (mmseg has no DeiT-T UperNet).
+upernet_deit_t = dict(
+    pretrained='pretrain/deit_tiny_patch16_224-a1311bcf.pth',
+    backbone=dict(arch='deit-t'),
+    decode_head=dict(in_channels=[192, 192, 192, 192]),
+    auxiliary_head=dict(in_channels=192))
+upernet_deit_b = dict(
+    pretrained='pretrain/deit_base_patch16_224-b5f2ef4d.pth',
+    backbone=dict(arch='deit-b'),
+    decode_head=dict(in_channels=[768, 768, 768, 768]),
+    auxiliary_head=dict(in_channels=768))

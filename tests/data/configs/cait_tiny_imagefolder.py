@@ -1,8 +1,9 @@
-# The CAIT ImageNet stage shrunk for tests: configs/cait/cait_deit-t_in1k.py
-# (ATME + CDCPHook + distillation, DeiT's pipeline and batch augments) with a
-# 4-block ViT on 64x64 images of a generated class-folder set. The test sets
-# the data root and the DeiT-format file (student init, head, teacher).
-_base_ = ['../../../configs/cait/cait_deit-t_in1k.py']
+# The CAIT ImageNet stage shrunk for tests:
+# configs/imagenet/cait_deit-t_in1k.py (ATME + CDCPHook + distillation,
+# DeiT's pipeline and batch augments) with a 4-block ViT on 64x64 images of
+# a generated class-folder set. The test sets the data root and the
+# DeiT-format file (student init, head, teacher).
+_base_ = ['../../../configs/imagenet/cait_deit-t_in1k.py']
 
 arch = dict(embed_dims=64, num_layers=4, num_heads=2, mlp_ratio=2.)
 num_classes = 6
@@ -13,7 +14,7 @@ model = dict(
         arch=dict(_delete_=True, **arch),
         img_size=img,
         drop_path_rate=0.,
-        token_merge=dict(schedule=[(1, 'h', 0.5), (2, 'v', 0.5)])),
+        token_reducer=dict(schedule=[(1, 'h', 0.5), (2, 'v', 0.5)])),
     head=dict(num_classes=num_classes, in_channels=arch['embed_dims']),
     teacher=dict(
         model='deit_tiny_patch16_224',
@@ -93,14 +94,9 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=2),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=2)
 ]
+# the stage's CDCPHook (a quarter of each group) on this 6-iteration run
 custom_hooks = [
-    dict(
-        type='cait_mm.CDCPHook',
-        ratios=dict(qk=0.25, v=0.25, mlp=0.25),
-        interval=2,
-        begin=0,
-        end=4,
-        lasso=0.2)
+    dict(_base_.custom_hooks[0], interval=2, begin=0, end=4, lasso=0.2)
 ]
 default_hooks = dict(logger=dict(interval=1))
 randomness = dict(seed=0)

@@ -16,11 +16,10 @@ model = dict(
     decode_head=dict(in_channels=[64, 64, 64, 64], channels=32),
     auxiliary_head=dict(in_channels=64, channels=16))
 # the demo's pipelines at this size (resize scale and crop)
-train_pipeline = [{
-    **t,
-    **{k: crop_size
-       for k in ('scale', 'crop_size') if k in t}
-} for t in _base_.train_pipeline]
+train_pipeline = [
+    dict(t, **{k: crop_size for k in ('scale', 'crop_size') if k in t})
+    for t in _base_.train_pipeline
+]
 test_pipeline = [
     dict(t, scale=crop_size) if 'scale' in t else t
     for t in _base_.test_pipeline

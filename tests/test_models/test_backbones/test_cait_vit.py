@@ -160,14 +160,15 @@ def test_padded_batch_gives_each_image_its_own_features():
         model(batch, valid_sizes=[(97, 128)] * 3)
 
 
-MERGE = dict(schedule=[(0, 'h', .5), (1, 'v', .5), (2, 'h', .5)])
+MERGE = dict(type='ATME',
+             schedule=[(0, 'h', .5), (1, 'v', .5), (2, 'h', .5)])
 
 
 @pytest.mark.parametrize('granularity', ['token', 'line'])
 def test_token_merge_restores_full_resolution_maps(granularity):
     model = CAITViT(
         arch=TINY, img_size=64, out_indices=(0, 3),
-        token_merge=dict(MERGE, granularity=granularity)).eval()
+        token_reducer=dict(MERGE, granularity=granularity)).eval()
     for size in [(64, 64), (96, 160), (100, 130), (800 // 8, 1344 // 8)]:
         with torch.no_grad():
             outs = model(torch.randn(2, 3, *size))
@@ -181,7 +182,7 @@ def test_token_merge_applies_to_a_dense_checkpoint(timm_deit_s):
     _, path = timm_deit_s
     dense = CAITViT(arch='deit-s', out_indices=(2, 3, 11), pretrained=path)
     merged = CAITViT(arch='deit-s', out_indices=(2, 3, 11), pretrained=path,
-                     token_merge=dict(schedule='deit-s'))
+                     token_reducer=dict(type='ATME', schedule='deit-s'))
     assert dense.state_dict().keys() == merged.state_dict().keys()
     dense.init_weights()
     merged.init_weights()
@@ -197,7 +198,7 @@ def test_token_merge_applies_to_a_dense_checkpoint(timm_deit_s):
 def test_padded_batch_with_token_merge_gives_each_image_its_own_features():
     torch.manual_seed(0)
     model = CAITViT(arch=TINY, img_size=64, out_indices=(1, 3),
-                    token_merge=MERGE).eval()
+                    token_reducer=MERGE).eval()
     sizes = [(70, 100), (96, 128), (40, 60), (96, 50)]
     images = [torch.randn(3, h, w) for h, w in sizes]
     batch = torch.zeros(len(sizes), 3, 96, 128)
@@ -217,13 +218,15 @@ def test_padded_batch_with_token_merge_gives_each_image_its_own_features():
 
 def test_token_merge_schedule_is_checked_at_build_time():
     with pytest.raises(ValueError, match=r'entry 1 \(4, .h., 0.5\)'):
-        CAITViT(arch=TINY, token_merge=dict(schedule=[(0, 'h', .5),
-                                                      (4, 'h', .5)]))
+        CAITViT(arch=TINY,
+                token_reducer=dict(
+                    type='ATME', schedule=[(0, 'h', .5), (4, 'h', .5)]))
 
 
 def test_token_prune_restores_full_resolution_maps():
     model = CAITViT(arch=TINY, img_size=64, out_indices=(0, 1, 3),
-                    token_prune=dict(blocks=(1, 2), keep_ratio=0.5)).eval()
+                    token_reducer=dict(type='TPS', blocks=(1, 2),
+                                       keep_ratio=0.5)).eval()
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
         outs = model(x)
@@ -237,7 +240,7 @@ def test_token_prune_restores_full_resolution_maps():
 def test_learned_token_prune_loads_a_dense_deit(timm_deit_s):
     _, path = timm_deit_s
     model = CAITViT(arch='deit-s', pretrained=path,
-                    token_prune=dict(score='learned'))
+                    token_reducer=dict(type='TPS', score='learned'))
     model.init_weights()
     assert model.token_reducer.predictors['3'].in_proj[1].in_features == 384
     model.train()
@@ -246,14 +249,21 @@ def test_learned_token_prune_loads_a_dense_deit(timm_deit_s):
 
 
 def test_token_reducers_are_checked_at_build_time():
-    with pytest.raises(ValueError, match='not both'):
-        CAITViT(arch=TINY, token_merge=MERGE, token_prune=dict(blocks=(1, )))
+    with pytest.raises(ValueError, match='Set one token reducer, got '
+                       'token_reducer and token_prune'):
+        CAITViT(arch=TINY, token_reducer=MERGE,
+                token_prune=dict(blocks=(1, )))
+    with pytest.raises(ValueError, match='Unknown token reducer "ToMe"'):
+        CAITViT(arch=TINY, token_reducer=dict(type='ToMe'))
+    with pytest.raises(ValueError, match='needs a type'):
+        CAITViT(arch=TINY, token_reducer=dict(schedule='deit-s'))
     with pytest.raises(ValueError, match='needs with_cls_token=True'):
         CAITViT(arch=TINY, with_cls_token=False,
-                token_prune=dict(blocks=(1, )))
+                token_reducer=dict(type='TPS', blocks=(1, )))
     with pytest.raises(ValueError, match=r'blocks\[1\]=4 is out of range'):
-        CAITViT(arch=TINY, token_prune=dict(blocks=(1, 4)))
-    model = CAITViT(arch=TINY, token_prune=dict(blocks=(1, ))).eval()
+        CAITViT(arch=TINY, token_reducer=dict(type='TPS', blocks=(1, 4)))
+    model = CAITViT(arch=TINY,
+                    token_reducer=dict(type='TPS', blocks=(1, ))).eval()
     with pytest.raises(NotImplementedError, match='padded batches'):
         model(torch.randn(2, 3, 64, 64), valid_sizes=[(64, 64), (32, 48)])
 

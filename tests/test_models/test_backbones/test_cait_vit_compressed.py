@@ -4,10 +4,11 @@ import torch
 from torch import nn
 
 from cait_mm.models import CAITViT
-from cait_mm.models.backbones import export_compressed, read_compression_meta
+from cait_mm.models.backbones import (CompressedCheckpoint, compression_meta,
+                                      export_compressed)
 
 TINY = dict(embed_dims=32, num_layers=4, num_heads=2, mlp_ratio=2.)
-MERGE = dict(schedule=[(1, 'h', 0.5), (2, 'v', 0.5)])
+MERGE = dict(type='ATME', schedule=[(1, 'h', 0.5), (2, 'v', 0.5)])
 
 
 class _Segmentor(nn.Module):
@@ -61,28 +62,34 @@ def test_a_dense_checkpoint_initialises_a_model_with_compactors(tmp_path):
 
 
 def test_export_and_rebuild_from_the_file_alone(tmp_path):
-    model = _Segmentor(_pruned_backbone(token_merge=MERGE)).eval()
+    model = _Segmentor(_pruned_backbone(token_reducer=MERGE)).eval()
     x = torch.randn(2, 3, 80, 64)
     with torch.no_grad():
         masked = model.backbone(x)
     path = str(tmp_path / 'compressed.pth')
     info = export_compressed(model, path)
-    assert info['prefix'] == 'backbone.'
-    assert info['backbone']['channel_widths'][0] == dict(
-        qk_dim=8, v_dim=8, mlp_hidden=32)
-    assert info['backbone']['token_merge']['schedule'] == [[1, 'h', 0.5],
-                                                           [2, 'v', 0.5]]
+    assert info['format'] == 2 and info['prefix'] == 'backbone.'
+    assert info['pos_grid'] == [4, 4]
+    spec = info['spec']
+    assert spec['arch'] == TINY
+    assert spec['channel_widths'][0] == dict(qk_dim=8, v_dim=8, mlp_hidden=32)
+    assert spec['token_reducer'] == dict(
+        type='ATME', schedule=[[1, 'h', 0.5], [2, 'v', 0.5]],
+        granularity='token')
 
     # tensors and plain types only
     checkpoint = torch.load(path, weights_only=True)
     assert 'head.weight' in checkpoint['state_dict']
     assert not any('compactor' in k for k in checkpoint['state_dict'])
-    assert read_compression_meta(path) == dict(info, format=1)
+    assert compression_meta(checkpoint, path).to_dict() == info
+    assert CompressedCheckpoint.read(path).meta.to_dict() == info
 
-    rebuilt = CAITViT(arch=TINY, img_size=64, out_indices=(1, 3),
-                      compressed=path)
-    assert rebuilt.channel_widths == info['backbone']['channel_widths']
-    assert rebuilt.token_reducer.config() == info['backbone']['token_merge']
+    # the file alone decides the architecture: no arch in the config
+    rebuilt = CAITViT(img_size=64, out_indices=(1, 3), compressed=path)
+    assert rebuilt.arch_settings == TINY
+    assert rebuilt.channel_widths == spec['channel_widths']
+    assert rebuilt.token_reducer.config() == spec['token_reducer']
+    assert rebuilt.compression_spec().to_dict() == spec
     rebuilt.init_weights()
     with torch.no_grad():
         for a, b in zip(rebuilt.eval()(x), masked):
@@ -90,8 +97,9 @@ def test_export_and_rebuild_from_the_file_alone(tmp_path):
 
     # the config's token reduction wins over the file's
     override = CAITViT(arch=TINY, img_size=64, compressed=path,
-                       token_merge=dict(schedule=[]))
-    assert override.token_reducer.blocks == set()
+                       token_reducer=dict(type='TPS', blocks=(2, )))
+    assert override.token_reducer.config()['type'] == 'TPS'
+    assert override.token_reducer.blocks == {2}
 
 
 def test_a_pruned_checkpoint_does_not_load_into_a_dense_architecture(
@@ -103,12 +111,19 @@ def test_a_pruned_checkpoint_does_not_load_into_a_dense_architecture(
     with pytest.raises(RuntimeError,
                        match='is channel-pruned.*compressed='):
         dense.init_weights()
-    # an architecture that does not match the file's is named
-    with pytest.raises(ValueError, match='does not fit.*arch'):
+    # exactly the settings that conflict with the file are named
+    with pytest.raises(ValueError, match='does not fit') as error:
         CAITViT(arch='deit-t', compressed=path)
+    assert 'arch: config' in str(error.value)
+    assert 'channel_widths' not in str(error.value)
     widths = [dict(qk_dim=16, v_dim=16, mlp_hidden=64)] * 4
-    with pytest.raises(ValueError, match='channel_widths: config'):
-        CAITViT(arch=TINY, compressed=path, channel_widths=widths)
+    with pytest.raises(ValueError, match='does not fit') as error:
+        CAITViT(arch=TINY, compressed=path, channel_widths=widths,
+                qkv_bias=False, patch_size=16)
+    message = str(error.value)
+    assert 'channel_widths: config' in message
+    assert 'qkv_bias: config False, checkpoint True' in message
+    assert 'arch' not in message and 'patch_size' not in message
     with pytest.raises(ValueError, match='not several'):
         CAITViT(arch=TINY, compressed=path, pretrained=path)
 
@@ -142,4 +157,4 @@ def test_channel_widths_are_checked():
     with pytest.raises(ValueError, match=r'channel_widths\[3\]'):
         CAITViT(arch=TINY, channel_widths=bad)
     with pytest.raises(RuntimeError, match='call compact'):
-        _pruned_backbone().compression_info()
+        _pruned_backbone().compression_spec()

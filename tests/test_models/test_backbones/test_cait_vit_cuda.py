@@ -15,10 +15,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
 
 REDUCERS = {
     'dense': {},
-    'atme-token': dict(token_merge=dict(schedule='deit-s')),
+    'atme-token': dict(token_reducer=dict(type='ATME', schedule='deit-s')),
     'atme-line': dict(
-        token_merge=dict(schedule='deit-s', granularity='line')),
-    'tps-attn': dict(token_prune=dict(keep_ratio=0.7)),
+        token_reducer=dict(type='ATME', schedule='deit-s',
+                           granularity='line')),
+    'tps-attn': dict(token_reducer=dict(type='TPS', keep_ratio=0.7)),
 }
 GROUPS = dict(groups=('qk', 'v', 'mlp'))
 

@@ -130,8 +130,10 @@ def test_the_teacher_is_frozen_and_never_saved_or_optimised(deit_file):
 def test_token_reducer_losses_are_added(deit_file):
     path, _ = deit_file
     model = _build(
-        _cfg(path, token_prune=dict(blocks=(1, ), keep_ratio=0.5,
-                                    score='learned'))).train()
+        _cfg(path,
+             token_reducer=dict(
+                 type='TPS', blocks=(1, ), keep_ratio=0.5,
+                 score='learned'))).train()
     data = model.data_preprocessor(_batch(), True)
     losses = model(**data, mode='loss')
     assert sorted(losses) == ['loss', 'loss_distill', 'loss_tps_ratio']
@@ -142,7 +144,8 @@ def test_token_reducer_losses_are_added(deit_file):
                for p in predictor.parameters())
 
     # ATME has no loss of its own
-    merging = _build(_cfg(path, token_merge=dict(schedule=[(1, 'h', 0.5)])))
+    merging = _build(
+        _cfg(path, token_reducer=dict(type='ATME', schedule=[(1, 'h', 0.5)])))
     data = merging.data_preprocessor(_batch(), True)
     assert sorted(merging(**data, mode='loss')) == ['loss', 'loss_distill']
 

@@ -1,5 +1,6 @@
 """A padded batch gives each image the features, RPN maps and RoI-head
 results it gets alone (CAITViT with ATME + SimpleFeaturePyramid)."""
+import copy
 import math
 import os.path as osp
 
@@ -11,7 +12,8 @@ from mmengine.registry import init_default_scope
 from ...conftest import REPO
 
 CONFIG = osp.join(REPO, 'tests/data/configs/mask_rcnn_demo_tiny.py')
-MERGE = dict(schedule=[(0, 'h', .5), (1, 'v', .5), (2, 'h', .5)])
+MERGE = dict(type='ATME',
+             schedule=[(0, 'h', .5), (1, 'v', .5), (2, 'h', .5)])
 # Content sizes. Alone, each is padded to a multiple of 32 with at least 16
 # pixels to spare at the bottom/right: mmcv's RoIAlign clamps samples that
 # fall in the last half stride of a map to its border row, so an image that
@@ -48,7 +50,7 @@ def model():
     init_default_scope('mmdet')
     from mmdet.registry import MODELS
     cfg = Config.fromfile(CONFIG)
-    cfg.model.backbone.token_merge = MERGE
+    cfg.model.backbone.token_reducer = MERGE
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -148,19 +150,24 @@ def test_sizes_reach_the_backbone_through_predict(model, images):
     assert not torch.allclose(plain[0], plain[1][..., :h, :w], atol=1e-3)
 
 
-def test_train_step_on_a_padded_batch(model, images):
+def _gt(samples):
     from mmdet.structures.mask import BitmapMasks
     from mmengine.structures import InstanceData
-    batch_shape = (96, 96)
-    batch = torch.stack([_pad(img, batch_shape) for img in images])
-    samples = _samples(SIZES, batch_shape)
-    for sample, (h, w) in zip(samples, SIZES):
+    for sample in samples:
+        h, w = sample.img_shape
         masks = torch.zeros(1, h, w, dtype=torch.uint8)
         masks[0, 8:30, 10:40] = 1
         sample.gt_instances = InstanceData(
             bboxes=torch.tensor([[10., 8., 40., 30.]]),
             labels=torch.tensor([2]),
             masks=BitmapMasks(masks.numpy(), h, w))
+    return samples
+
+
+def test_train_step_on_a_padded_batch(model, images):
+    batch_shape = (96, 96)
+    batch = torch.stack([_pad(img, batch_shape) for img in images])
+    samples = _gt(_samples(SIZES, batch_shape))
     model.train()
     try:
         losses = model.loss(batch, samples)
@@ -175,25 +182,53 @@ def test_train_step_on_a_padded_batch(model, images):
     assert model.backbone.blocks[0].attn.qkv.weight.grad is not None
 
 
+def test_unpadded_it_computes_what_mmdet_computes(model, images):
+    """``loss``, ``predict`` and ``_forward`` pass the image shapes
+    explicitly; without padding they are mmdet's ``MaskRCNN``'s."""
+    from mmdet.models.detectors import MaskRCNN
+    shape = (64, 64)
+    batch = torch.randn(2, 3, *shape)
+    samples = _gt(_samples([shape, shape], shape))
+    results = []
+    for method in (type(model), MaskRCNN):
+        model.train()
+        torch.manual_seed(5)  # the RoI samplers draw at random
+        losses = method.loss(model, batch, copy.deepcopy(samples))
+        model.eval()
+        with torch.no_grad():
+            preds = method.predict(model, batch, copy.deepcopy(samples))
+            raw = method._forward(model, batch, copy.deepcopy(samples))
+        results.append((losses, preds, raw))
+    (ours, ours_pred, ours_raw), (theirs, theirs_pred, theirs_raw) = results
+    assert set(ours) == set(theirs)
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
+    for a, b in zip(ours_pred, theirs_pred):
+        torch.testing.assert_close(a.pred_instances.bboxes,
+                                   b.pred_instances.bboxes, rtol=0, atol=0)
+    torch.testing.assert_close(ours_raw, theirs_raw, rtol=0, atol=0)
+
+
+def test_a_backbone_that_cannot_skip_padding_is_refused():
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.backbone = dict(type='ResNet', depth=18, out_indices=(3, ))
+    with pytest.raises(TypeError, match='needs a backbone whose forward '
+                       'takes valid_sizes'):
+        MODELS.build(cfg.model)
+
+
 def test_learned_token_reducer_loss_is_added():
     from mmdet.registry import MODELS
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
     init_default_scope('mmdet')
     cfg = Config.fromfile(CONFIG)
-    cfg.model.backbone.token_prune = dict(
-        blocks=(1, ), keep_ratio=0.5, score='learned')
+    cfg.model.backbone.token_reducer = dict(
+        type='TPS', blocks=(1, ), keep_ratio=0.5, score='learned')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).train()
     shape = (64, 64)  # unpadded: TPS keeps one token count per batch
-    samples = _samples([shape, shape], shape)
-    for sample in samples:
-        masks = torch.zeros(1, *shape, dtype=torch.uint8)
-        masks[0, 8:30, 10:40] = 1
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor([[10., 8., 40., 30.]]),
-            labels=torch.tensor([1]),
-            masks=BitmapMasks(masks.numpy(), *shape))
+    samples = _gt(_samples([shape, shape], shape))
     losses = model.loss(torch.randn(2, 3, *shape), samples)
     assert {'loss_rpn_cls', 'loss_mask', 'loss_tps_ratio'} <= set(losses)
     total, _ = model.parse_losses(losses)

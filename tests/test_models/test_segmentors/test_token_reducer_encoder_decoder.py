@@ -12,15 +12,15 @@ from mmengine.registry import init_default_scope
 from ...conftest import REPO
 
 CONFIG = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
-LEARNED = dict(blocks=(1, ), keep_ratio=0.5, score='learned')
+LEARNED = dict(type='TPS', blocks=(1, ), keep_ratio=0.5, score='learned')
 
 
-def _build(model_type, token_prune=None):
+def _build(model_type, token_reducer=None):
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
     cfg = Config.fromfile(CONFIG)
     cfg.model.type = model_type
-    cfg.model.backbone.token_prune = token_prune
+    cfg.model.backbone.token_reducer = token_reducer
     torch.manual_seed(0)
     return MODELS.build(cfg.model).train()
 

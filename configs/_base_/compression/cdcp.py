@@ -1,0 +1,27 @@
+# CDCP channel pruning (docs/cdcp.md), the settings every CDCP config shares.
+# A config adds `cdcp_channel_prune` to its backbone, merges
+# `cdcp_optim_wrapper` into its optimizer wrapper and runs a CDCPHook built
+# from `cdcp_hook` with its own schedule (`cdcp_hook_cpu` for the 600-
+# iteration CPU recipes).
+
+# Identity-initialised compactors for the QK, V and MLP channel groups of
+# every block.
+cdcp_channel_prune = dict(groups=('qk', 'v', 'mlp'))
+
+# No weight decay on the compactors: the group lasso of CDCPHook is meant to
+# be the only pull on them. Their row norms rank the channels, and pruned
+# rows get no task gradient, so decay would shrink every channel, kept ones
+# included, and move pruned ones on a schedule nobody chose.
+cdcp_optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'compactor': dict(decay_mult=0.)}))
+
+# Half of each group pruned by the end of the ramp; channels are re-ranked
+# every `interval` iterations, so those that become important again are
+# released, and the lasso takes a selected channel's compactor rows to zero
+# in about 1 / lasso iterations.
+cdcp_hook = dict(type='cait_mm.CDCPHook', ratios=dict(qk=0.5, v=0.5, mlp=0.5))
+# The CPU recipes (600 iterations): the ramp from iteration 100 to 400,
+# re-ranked every 50, and a lasso that zeroes a selected channel's rows in
+# about 200 iterations, so that the export at the end removes channels that
+# no longer contribute.
+cdcp_hook_cpu = dict(cdcp_hook, interval=50, begin=100, end=400, lasso=5e-3)

@@ -1,8 +1,0 @@
-# CAIT-S Mask R-CNN: the dense DeiT-S baseline with ATME token merging in the
-# backbone (preset schedule 'deit-s'). Merged tokens are restored to the full
-# 1/16 grid at the output block, so the neck and heads are the baseline's,
-# and padded batches stay exact (merges only pair tokens inside an image).
-_base_ = ['./mask-rcnn_deit_s_coco.py']
-
-model = dict(
-    backbone=dict(token_merge=dict(schedule='deit-s', granularity='token')))

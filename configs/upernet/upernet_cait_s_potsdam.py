@@ -1,0 +1,15 @@
+# CAIT-S UperNet on ISPRS Potsdam (aerial), mmseg's PotsdamDataset and
+# pipeline (512x512 crops, as the model base's inputs; 6 classes). Prepare
+# the data with mmseg's tools/dataset_converters/potsdam.py.
+_base_ = [
+    '../_base_/models/upernet_caitvit_deit_s.py',
+    'mmseg::_base_/datasets/potsdam.py', 'mmseg::_base_/default_runtime.py',
+    '../_base_/schedules/schedule_80k_adamw.py'
+]
+model = dict(
+    backbone=dict(
+        token_reducer=dict(
+            type='ATME', schedule='deit-s', granularity='token')),
+    decode_head=dict(num_classes=6),
+    auxiliary_head=dict(num_classes=6))
+train_dataloader = dict(batch_size=2)

@@ -1,6 +1,0 @@
-# CAIT-S UperNet on the Dubai aerial tiles:
-# upernet_deit_s_dubai.py with ATME token merging (preset 'deit-s'),
-# nothing else changed.
-_base_ = ['./upernet_deit_s_dubai.py']
-
-model = dict(backbone=dict(token_merge=dict(schedule='deit-s')))

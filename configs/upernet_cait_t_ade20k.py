@@ -1,5 +1,0 @@
-# CAIT-T UperNet: the dense DeiT-T UperNet with ATME (preset 'deit-t').
-_base_ = ['./upernet_deit_t_ade20k.py']
-
-model = dict(
-    backbone=dict(token_merge=dict(schedule='deit-t', granularity='token')))

@@ -1,6 +1,0 @@
-# CAIT-T UperNet on the Dubai aerial tiles:
-# upernet_deit_t_dubai.py with ATME token merging (preset 'deit-t'),
-# nothing else changed.
-_base_ = ['./upernet_deit_t_dubai.py']
-
-model = dict(backbone=dict(token_merge=dict(schedule='deit-t')))

@@ -1,6 +1,0 @@
-# CAIT-T UperNet on the ISBI 2012 membranes:
-# upernet_deit_t_membrane.py with ATME token merging (preset 'deit-t'),
-# nothing else changed.
-_base_ = ['./upernet_deit_t_membrane.py']
-
-model = dict(backbone=dict(token_merge=dict(schedule='deit-t')))

@@ -1,0 +1,157 @@
+"""Outputs are those of the code before the backbone was reshaped around
+one compression spec and one token-reducer slot (commit dda4733): dense,
+ATME (both granularities, padded batches), TPS (both scores) and CDCP
+(masked, exported, and rebuilt from a format-1 file) backbones, a UperNet
+and a padded Mask R-CNN batch. The references and how they were made:
+tests/data/reference/.
+
+Bit-identical where the references were computed (same torch build and CPU
+capability, as on the development and CI machines); elsewhere float kernels
+may round differently, and the outputs must agree to float rounding.
+"""
+import copy
+import os.path as osp
+import warnings
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.registry import init_default_scope
+
+from cait_mm.models import CAITViT
+from cait_mm.models.backbones import export_compressed
+from .conftest import REPO
+from .reference_models import BACKBONE, CASES, fill_weights
+
+HERE = osp.join(REPO, 'tests', 'data', 'reference')
+REF = torch.load(osp.join(HERE, 'outputs.pth'), weights_only=True)
+EXACT = (REF['torch'] == str(torch.__version__) and REF['cpu_capability']
+         == torch.backends.cpu.get_cpu_capability())
+
+
+def check(actual, expected, where=''):
+    if isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            check(a, e, f'{where}[{i}]')
+        return
+    assert actual.shape == expected.shape, where
+    if EXACT:
+        assert torch.equal(actual, expected), \
+            f'{where}: max difference {(actual - expected).abs().max()}'
+    else:
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def with_slot(settings):
+    """The settings of the reference commit in today's API: its
+    ``token_merge`` / ``token_prune`` in the ``token_reducer`` slot."""
+    settings = copy.deepcopy(settings)
+    for alias, kind in (('token_merge', 'ATME'), ('token_prune', 'TPS')):
+        if alias in settings:
+            settings['token_reducer'] = dict(type=kind,
+                                             **settings.pop(alias))
+    return settings
+
+
+def backbone(settings):
+    model = CAITViT(**BACKBONE, **with_slot(settings))
+    fill_weights(model)
+    return model.eval()
+
+
+def pruned():
+    model = backbone(REF['backbone']['cases']['cdcp_masked']['settings'])
+    for entries in model.channel_groups().values():
+        for _, group in entries:
+            group.select(0.5)
+    return model
+
+
+@pytest.mark.parametrize('name', [name for name, _, _ in CASES])
+def test_backbones(name):
+    case = REF['backbone']['cases'][name]
+    with torch.no_grad():
+        out = backbone(case['settings'])(REF['backbone']['inputs'],
+                                         valid_sizes=case['valid_sizes'])
+    check(out, case['outputs'], name)
+
+
+def test_the_deprecated_aliases_build_the_same_model():
+    case = REF['backbone']['cases']['atme_token']
+    with pytest.warns(DeprecationWarning, match='token_reducer'):
+        model = CAITViT(**BACKBONE, **case['settings'])
+    fill_weights(model)
+    with torch.no_grad():
+        check(model.eval()(REF['backbone']['inputs']), case['outputs'])
+
+
+def test_cdcp_masked_and_exported(tmp_path):
+    cases = REF['backbone']['cases']
+    x = REF['backbone']['inputs']
+    model = pruned()
+    with torch.no_grad():
+        check(model(x), cases['cdcp_masked']['outputs'], 'masked')
+        holder = torch.nn.Module()
+        holder.backbone = model
+        export_compressed(holder, str(tmp_path / 'export.pth'))
+        check(model.eval()(x), cases['cdcp_exported']['outputs'], 'exported')
+
+
+def test_a_format_1_checkpoint_rebuilds_the_exported_model():
+    """A file written by the reference commit: its spec and weights are
+    read as they were written."""
+    path = osp.join(HERE, 'compressed_format1.pth')
+    model = CAITViT(img_size=64, out_indices=(1, 3), compressed=path)
+    assert model.arch_settings == BACKBONE['arch']
+    assert model.token_reducer.config() == dict(
+        type='ATME', schedule=[[1, 'h', 0.5], [2, 'v', 0.5]],
+        granularity='token')
+    model.init_weights()
+    with torch.no_grad():
+        check(model.eval()(REF['backbone']['inputs']),
+              REF['backbone']['cases']['cdcp_exported']['outputs'])
+
+
+def _task_model(scope, case):
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    cfg = ConfigDict(copy.deepcopy(case['model']))
+    cfg.backbone = with_slot(cfg.backbone)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DeprecationWarning)
+        model = registry.build(cfg)
+    fill_weights(model)
+    return model.eval()
+
+
+def test_upernet():
+    case = REF['upernet']
+    model = _task_model('mmseg', case)
+    with torch.no_grad():
+        check(model(case['inputs'], mode='tensor'), case['outputs'])
+
+
+def test_mask_rcnn_padded_batch():
+    from mmdet.structures import DetDataSample
+    case = REF['mask_rcnn']
+    model = _task_model('mmdet', case)
+    batch = case['inputs']
+    shape = tuple(batch.shape[-2:])
+    samples = [
+        DetDataSample(metainfo=dict(
+            img_shape=s, ori_shape=s, pad_shape=shape,
+            batch_input_shape=shape, scale_factor=(1., 1.)))
+        for s in case['img_shapes']
+    ]
+    with torch.no_grad():
+        check(model.extract_feat(batch, samples), case['feats'], 'feats')
+        (cls_score, bbox_pred, mask_preds), = model(batch, samples,
+                                                    mode='tensor')
+        check((cls_score, bbox_pred, mask_preds[..., ::2, ::2]),
+              case['tensor_outputs'], 'tensor')
+        preds = model.predict(batch, samples)
+    check([p.pred_instances.bboxes for p in preds], case['bboxes'], 'bboxes')
+    check([p.pred_instances.scores for p in preds], case['scores'], 'scores')
+    check([p.pred_instances.masks[:, ::4, ::4] for p in preds],
+          case['masks'], 'masks')

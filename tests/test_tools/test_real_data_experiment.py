@@ -1,0 +1,160 @@
+"""tools/real_data_experiment.py: its rows, their overrides and the order
+in which it runs the tools (the runs themselves train for minutes:
+docs/real_data.md)."""
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, DictAction
+
+from ..conftest import REPO
+
+
+def _load_tool():
+    """The tool as a module (tools/ is not a package)."""
+    path = osp.join(REPO, 'tools', 'real_data_experiment.py')
+    spec = importlib.util.spec_from_file_location('real_data_experiment',
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+experiment = _load_tool()
+ATME_T_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
+
+
+def _parse(args):
+    """``--cfg-options`` strings as tools/train.py and tools/test.py read
+    them (mmengine's DictAction)."""
+    parsed = {}
+    for arg in args:
+        key, value = arg.split('=', 1)
+        parsed[key] = DictAction._parse_iterable(value)
+    return parsed
+
+
+def _row(dataset, name):
+    return next(r for r in experiment.cpu_rows(dataset) if r.name == name)
+
+
+def test_the_tool_finds_its_repository():
+    assert experiment.REPO == REPO
+    for tool in ('train.py', 'test.py', 'export_compressed.py'):
+        assert osp.isfile(osp.join(experiment.REPO, 'tools', tool))
+
+
+@pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
+def test_rows_name_existing_configs_and_rows(dataset):
+    rows = experiment.cpu_rows(dataset)
+    names = [r.name for r in rows]
+    assert names[0] == 'dense' and len(set(names)) == len(names)
+    for row in rows:
+        assert osp.isfile(osp.join(REPO, row.config)), row.config
+        assert row.config.startswith('configs/upernet/upernet_')
+        assert row.config.endswith(f'_{dataset}_cpu.py')
+        assert row.reuse is None or row.reuse in names
+        # a reused checkpoint is trained without the row's own options
+        assert not (row.reuse and row.options), row.name
+        # the reducer is set through its one slot
+        for key in {**row.options, **row.test_options}:
+            assert key.startswith('model.backbone.token_reducer.'), key
+
+
+@pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
+@pytest.mark.parametrize('name, reducer', [
+    ('atme-training-free', dict(type='ATME', schedule='deit-t')),
+    ('tps-training-free', dict(type='TPS', blocks=(3, 6, 9),
+                               keep_ratio=0.7)),
+    ('atme-30-training-free', dict(type='ATME', schedule=ATME_T_30)),
+])
+def test_training_free_rows_add_the_reducer_to_the_dense_config(
+        dataset, name, reducer):
+    """The overrides, as tools/test.py parses them, create the reducer in
+    the dense config (which has none) and nothing else changes."""
+    row = _row(dataset, name)
+    dense = _row(dataset, 'dense')
+    assert row.config == dense.config and row.reuse == 'dense'
+    cfg = Config.fromfile(osp.join(REPO, row.config))
+    assert 'token_reducer' not in cfg.model.backbone
+    before = cfg.to_dict()
+    args = experiment._options(f'/data/{dataset}', row.all_test_options)
+    cfg.merge_from_dict(_parse(args))
+    got = cfg.to_dict()
+    backbone = got['model']['backbone'].pop('token_reducer')
+    if 'schedule' in backbone and isinstance(backbone['schedule'], list):
+        backbone['schedule'] = [tuple(s) for s in backbone['schedule']]
+    assert backbone == reducer
+    for loader in experiment.LOADERS:
+        assert got[loader]['dataset'].pop('data_root') == f'/data/{dataset}'
+        before[loader]['dataset'].pop('data_root')
+    assert got == before
+
+
+def test_training_free_reducers_build_on_the_dense_model():
+    from cait_mm.analysis.model_from_config import build_model
+    for name, kind in (('atme-training-free', 'ATME'),
+                       ('tps-training-free', 'TPS')):
+        row = _row('membrane', name)
+        overrides = _parse(experiment._options(None, row.all_test_options))
+        model = build_model(osp.join(REPO, row.config), overrides)
+        assert type(model.backbone.token_reducer).__name__ == kind
+
+
+def test_trained_30_percent_row_replaces_the_cait_schedule():
+    row = _row('dubai', 'cait-atme-30')
+    cfg = Config.fromfile(osp.join(REPO, row.config))
+    assert cfg.model.backbone.token_reducer.schedule == 'deit-t'
+    cfg.merge_from_dict(
+        _parse(experiment._options('/data/dubai', row.all_test_options)))
+    assert cfg.test_dataloader.dataset.data_root == '/data/dubai'
+    reducer = cfg.model.backbone.token_reducer
+    assert reducer.type == 'ATME'
+    assert [tuple(e) for e in reducer.schedule] == ATME_T_30
+
+
+def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
+    """Without training: every tool call is recorded and its outputs faked.
+    Reused rows are not trained, the exported row is tested from its
+    export, and test overrides reach tools/test.py only."""
+    calls = []
+
+    def fake_run(args, log):
+        calls.append(list(args))
+        tool, work_dir = args[0], None
+        if '--work-dir' in args:
+            work_dir = args[args.index('--work-dir') + 1]
+        if tool == 'tools/train.py':
+            os.makedirs(work_dir)
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(work_dir, 'iter_600.pth'))
+        elif tool == 'tools/test.py':
+            os.makedirs(osp.join(work_dir, '20240101_000000'))
+            with open(osp.join(work_dir, '20240101_000000',
+                               '20240101_000000.json'), 'w') as f:
+                f.write(json.dumps(dict(mIoU=50.0)) + '\n')
+
+    monkeypatch.setattr(experiment, '_run', fake_run)
+    rows = [_row('membrane', n) for n in ('dense', 'atme-training-free',
+                                          'cait-atme-cdcp')]
+    results = experiment.run_rows(rows, '/data/m', str(tmp_path),
+                                  log=lambda _: None)
+    tools = [c[0] for c in calls]
+    assert tools == [
+        'tools/train.py', 'tools/test.py', 'tools/test.py', 'tools/train.py',
+        'tools/export_compressed.py', 'tools/test.py'
+    ]
+    dense_ckpt = str(tmp_path / 'dense' / 'train' / 'iter_600.pth')
+    # the training-free row tests the dense checkpoint with ATME added
+    assert calls[2][2] == dense_ckpt
+    assert 'model.backbone.token_reducer.type=ATME' in calls[2]
+    assert not any('token_reducer' in a for a in calls[0] + calls[1])
+    exported = str(tmp_path / 'cait-atme-cdcp' / 'compressed.pth')
+    assert calls[4][3] == exported and calls[5][2] == exported
+    assert [r['metrics']['mIoU'] for r in results] == [50.0] * 3
+    # the benchmark rebuilds the exported row from its file
+    entries = experiment.bench_entries(rows, results)
+    assert entries[1].overrides == rows[1].test_options
+    assert entries[2].overrides['model.backbone.compressed'] == exported
