@@ -26,7 +26,8 @@ from mmengine.runner import Runner
 
 from cait_mm.engine import setup_cpu_distributed, teardown_distributed
 from cait_mm.models.backbones import configure_compressed_backbone
-from cait_mm.utils.dataset_paths import check_dataset_paths
+from cait_mm.utils.checkpoint_files import CheckpointError, checkpoint_problem
+from cait_mm.utils.dataset_paths import add_input_checks, check_dataset_paths
 
 TASKS = ('mmseg', 'mmdet', 'mmpretrain')
 # Tasks whose --out is a pickle of predictions, and the metric that dumps it.
@@ -109,8 +110,10 @@ def main():
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'Checkpoint "{args.checkpoint}" not found')
+    problem = checkpoint_problem(args.checkpoint)
+    if problem is not None:
+        # before anything is built: a broken file fails in seconds
+        raise CheckpointError(f'Checkpoint "{args.checkpoint}" {problem}')
     cfg.load_from = args.checkpoint
     configure_compressed_backbone(cfg, args.checkpoint)
     if args.show or args.show_dir:
@@ -124,6 +127,7 @@ def main():
         raise ValueError(f'--out must be a .pkl file for {task}: {args.out}')
 
     check_dataset_paths(cfg, ['test_dataloader'])
+    add_input_checks(cfg, ['test_dataloader'])
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)

@@ -4,7 +4,13 @@
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 The task (segmentation, detection, ImageNet classification) follows from the
-config's ``default_scope``; everything else is MMEngine's Runner.
+config's ``default_scope``; everything else is MMEngine's Runner, with three
+safeguards: ``load_from`` loads strictly (a checkpoint of another
+architecture fails before training, listing the keys that do not fit);
+``--resume`` without a value continues from the checkpoint
+``last_checkpoint`` names or, when that one is missing or broken, from the
+newest complete one (and says so); and every pipeline checks its samples
+(label ids within the head's classes, finite pixels; ``cait_mm.CheckInputs``).
 """
 import argparse
 import os
@@ -14,9 +20,11 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import setup_cpu_distributed, teardown_distributed
+from cait_mm.engine import (setup_cpu_distributed, strict_load_from,
+                            teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
-from cait_mm.utils.dataset_paths import check_dataset_paths
+from cait_mm.utils.checkpoint_files import find_resume_checkpoint
+from cait_mm.utils.dataset_paths import add_input_checks, check_dataset_paths
 
 
 def parse_args():
@@ -69,19 +77,24 @@ def main():
         cfg.optim_wrapper.loss_scale = 'dynamic'
 
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # MMEngine would take last_checkpoint as it is, even when it names
+        # a deleted or half-written file
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
 
     if cfg.get('load_from') and not cfg.get('resume'):
         configure_compressed_backbone(cfg, cfg.load_from)
-    check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
+    loaders = ['train_dataloader', 'val_dataloader']
+    check_dataset_paths(cfg, loaders)
+    add_input_checks(cfg, loaders)
     setup_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
+    strict_load_from(runner)
     runner.train()
     teardown_distributed()
 

@@ -1,11 +1,12 @@
 """Runtime pieces on top of MMEngine (imported lazily by the registries)."""
 from .cpu_distributed import (CPUDistributedDataParallel,
                               setup_cpu_distributed, teardown_distributed)
-from .hooks import CDCPHook
+from .hooks import CDCPHook, SafeCheckpointHook
 from .optimizers import LayerDecayOptimizerConstructor
+from .strict_load import strict_load_from
 
 __all__ = [
     'CDCPHook', 'CPUDistributedDataParallel',
-    'LayerDecayOptimizerConstructor', 'setup_cpu_distributed',
-    'teardown_distributed'
+    'LayerDecayOptimizerConstructor', 'SafeCheckpointHook',
+    'setup_cpu_distributed', 'strict_load_from', 'teardown_distributed'
 ]

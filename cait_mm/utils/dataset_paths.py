@@ -1,7 +1,9 @@
-"""Fail early, and helpfully, when a config points at data that is not there.
+"""Fail early, and helpfully, when a config points at data that is not there
+or that would be used wrongly without a word.
 """
+import os
 import os.path as osp
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 # How to prepare each dataset; ``{data_root}`` is filled in.
 PREPARE_HINTS = {
@@ -98,8 +100,53 @@ def _expected_paths(dataset_cfg: dict) -> List[str]:
     return paths
 
 
+def _img_suffix(dataset_cfg: dict, scope: Optional[str]) -> Optional[str]:
+    """The image suffix a folder-listing dataset looks for, as the dataset
+    itself sees it (built with ``lazy_init``: nothing is listed or read);
+    ``None`` when it has none."""
+    if dataset_cfg.get('img_suffix'):
+        return dataset_cfg['img_suffix']
+    from mmengine.registry import DATASETS
+    try:
+        with DATASETS.switch_scope_and_registry(scope) as registry:
+            dataset = registry.build(
+                dict(dataset_cfg, lazy_init=True, pipeline=[]))
+    except Exception:  # not buildable here: the Runner will say why
+        return None
+    return getattr(dataset, 'img_suffix', None)
+
+
+def _has_file(folder: str, suffix: str) -> bool:
+    for _, _, files in os.walk(folder):
+        if any(name.endswith(suffix) for name in files):
+            return True
+    return False
+
+
+def _check_images_found(key: str, dataset: dict,
+                        scope: Optional[str]) -> None:
+    """A dataset that lists its image folder (mmseg's, without an
+    ``ann_file``) must find an image there; otherwise MMEngine fails deep
+    inside with ``need at least one array to concatenate``."""
+    prefix = dataset.get('data_prefix') or {}
+    if dataset.get('ann_file') or not isinstance(prefix, dict) or \
+            not prefix.get('img_path'):
+        return
+    folder = osp.join(dataset.get('data_root') or '', prefix['img_path'])
+    suffix = _img_suffix(dataset, scope)
+    if suffix is None or _has_file(folder, suffix):
+        return
+    dtype = str(dataset.get('type', 'the dataset'))
+    raise FileNotFoundError(
+        f'{key}: {dtype} found no image ending in "{suffix}" in "{folder}" '
+        f'(searched with its subfolders). If the images have another '
+        f'extension, set img_suffix in the dataset config; otherwise prepare '
+        f'the data. ' + _hint(dataset))
+
+
 def check_dataset_paths(cfg, dataloaders: Iterable[str]) -> None:
-    """Raise ``FileNotFoundError`` naming the missing path and how to fix it.
+    """Raise ``FileNotFoundError`` naming the missing path or the empty
+    image folder, and how to fix it.
 
     Args:
         cfg (Config): The full config.
@@ -119,6 +166,7 @@ def check_dataset_paths(cfg, dataloaders: Iterable[str]) -> None:
                 raise FileNotFoundError(
                     f'{key}: {dtype} expects "{path}", which does not exist. '
                     + _hint(dataset))
+            _check_images_found(key, dataset, cfg.get('default_scope'))
         # val_dataloader -> val_evaluator: COCO metrics read the ann_file
         # again, from their own path
         metric_key = key.replace('_dataloader', '_evaluator')
@@ -127,3 +175,35 @@ def check_dataset_paths(cfg, dataloaders: Iterable[str]) -> None:
                 raise FileNotFoundError(
                     f'{metric_key}: ann_file "{path}" does not exist. ' +
                     _hint(datasets[0]))
+
+
+# Transforms after which a sample's image and labels are loaded.
+_LOADS = ('LoadImageFromFile', 'LoadAnnotations')
+
+
+def add_input_checks(cfg, dataloaders: Iterable[str]) -> None:
+    """Put ``cait_mm.CheckInputs`` after the last loading transform of
+    every pipeline of ``dataloaders`` (once), so that label ids outside the
+    segmentation head's classes fail naming the file, in training and in
+    evaluation alike, and non-finite images are reported by name.
+
+    The classes and the ignore index are the decode head's (mmseg); other
+    tasks' samples get the image check only.
+    """
+    head = (cfg.get('model') or {}).get('decode_head')
+    if isinstance(head, (list, tuple)):
+        head = head[-1]
+    check = dict(
+        type='cait_mm.CheckInputs',
+        num_classes=head.get('num_classes') if head else None,
+        ignore_index=head.get('ignore_index', 255) if head else 255)
+    for key in dataloaders:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        for dataset in _leaf_datasets(loader['dataset']):
+            pipeline = dataset.get('pipeline') or []
+            types = [str(t.get('type', '')).split('.')[-1] for t in pipeline]
+            loads = [i for i, name in enumerate(types) if name in _LOADS]
+            if loads and 'CheckInputs' not in types:
+                pipeline.insert(loads[-1] + 1, dict(check))

@@ -96,5 +96,5 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=4, max_keep_ckpts=2))
+    checkpoint=dict(interval=4, max_keep_ckpts=2))
 randomness = dict(seed=0)

@@ -32,3 +32,9 @@ param_scheduler = [
         convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5)
 ]
+
+# Checkpoints that are complete or absent: written to a temporary file and
+# renamed, last_checkpoint updated and old checkpoints removed only then
+# (cait_mm.SafeCheckpointHook; MMEngine's CheckpointHook otherwise, with its
+# interval and max_keep_ckpts).
+default_hooks = dict(checkpoint=dict(type='cait_mm.SafeCheckpointHook'))

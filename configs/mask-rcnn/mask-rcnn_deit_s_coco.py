@@ -79,3 +79,9 @@ param_scheduler = [
 
 # By default, models are trained on 8 GPUs with 2 images per GPU
 train_dataloader = dict(batch_size=2)
+
+# Checkpoints that are complete or absent: written to a temporary file and
+# renamed, last_checkpoint updated and old checkpoints removed only then
+# (cait_mm.SafeCheckpointHook; MMEngine's CheckpointHook otherwise, with its
+# interval and max_keep_ckpts).
+default_hooks = dict(checkpoint=dict(type='cait_mm.SafeCheckpointHook'))

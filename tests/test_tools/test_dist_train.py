@@ -18,11 +18,13 @@ def _free_port():
 
 def test_two_ranks_train_in_step(tmp_path, demo_data):
     env = dict(
-        PYTHON=sys.executable,
         PORT=str(_free_port()),
         PYTHONPATH=osp.join(REPO, 'tests/test_tools'),
         OMP_NUM_THREADS='1',
-        PATH=osp.dirname(sys.executable) + ':/usr/bin:/bin')
+        # no python with torch on the PATH: the script finds the project's
+        PATH='/usr/bin:/bin')
+    if osp.abspath(sys.prefix) != osp.join(REPO, '.venv'):
+        env['PYTHON'] = sys.executable  # make's VENV is elsewhere
     options = [
         f'{loader}.dataset.data_root={demo_data}'
         for loader in ('train_dataloader', 'val_dataloader')

@@ -35,6 +35,13 @@ def test_missing_subfolder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='annotations/training'):
         check_dataset_paths(_cfg(str(tmp_path)), ['train_dataloader'])
     (tmp_path / 'annotations' / 'training').mkdir(parents=True)
+    # the folders exist but hold no image the dataset looks for
+    with pytest.raises(FileNotFoundError,
+                       match='found no image ending in ".jpg" in '
+                       f'"{tmp_path}/images/training"'):
+        check_dataset_paths(_cfg(str(tmp_path)), ['train_dataloader'])
+    (tmp_path / 'images' / 'training' / 'sub').mkdir()
+    (tmp_path / 'images' / 'training' / 'sub' / 'a.jpg').write_bytes(b'')
     check_dataset_paths(_cfg(str(tmp_path)), ['train_dataloader'])
 
 

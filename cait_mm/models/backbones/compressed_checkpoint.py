@@ -36,6 +36,7 @@ from mmengine.runner import CheckpointLoader
 from torch import Tensor, nn
 
 from cait_mm.core import ChannelGroup, CompressionSpec
+from cait_mm.utils.checkpoint_files import load_local_checkpoint
 from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
                              unwrap_state_dict)
 
@@ -246,7 +247,7 @@ def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
     if not osp.isfile(checkpoint):
         return False
     meta = compression_meta(
-        torch.load(checkpoint, map_location='cpu', weights_only=True),
+        load_local_checkpoint(checkpoint, map_location='cpu'),
         f'Checkpoint "{checkpoint}"')
     backbone = cfg.model.get('backbone')
     if meta is None or backbone is None or backbone.get('compressed'):

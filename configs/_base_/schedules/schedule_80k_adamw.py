@@ -25,3 +25,9 @@ param_scheduler = [
         by_epoch=False,
     )
 ]
+
+# Checkpoints that are complete or absent: written to a temporary file and
+# renamed, last_checkpoint updated and old checkpoints removed only then
+# (cait_mm.SafeCheckpointHook; MMEngine's CheckpointHook otherwise, with its
+# interval and max_keep_ckpts).
+default_hooks = dict(checkpoint=dict(type='cait_mm.SafeCheckpointHook'))

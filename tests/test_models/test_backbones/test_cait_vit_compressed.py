@@ -158,3 +158,30 @@ def test_channel_widths_are_checked():
         CAITViT(arch=TINY, channel_widths=bad)
     with pytest.raises(RuntimeError, match='call compact'):
         _pruned_backbone().compression_spec()
+
+
+def test_malformed_or_broken_compressed_files_are_named(tmp_path):
+    path = str(tmp_path / 'compressed.pth')
+    export_compressed(_Segmentor(_pruned_backbone()), path)
+    checkpoint = torch.load(path, weights_only=True)
+    meta = checkpoint['meta']['cait_mm']
+    del meta['spec']['channel_widths']
+    broken = str(tmp_path / 'no_widths.pth')
+    torch.save(checkpoint, broken)
+    with pytest.raises(ValueError, match=r"no_widths.pth.*missing keys "
+                       r"\['channel_widths'\]"):
+        CAITViT(compressed=broken)
+    del meta['spec']
+    torch.save(checkpoint, broken)
+    with pytest.raises(ValueError, match=r"malformed cait_mm metadata, "
+                       r"missing \['spec'\]"):
+        CAITViT(compressed=broken)
+    meta['format'] = 7
+    torch.save(checkpoint, broken)
+    with pytest.raises(ValueError, match=r'format 7; this version reads '
+                       r'formats \(1, 2\)'):
+        CAITViT(compressed=broken)
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(ValueError, match='empty.pth" is empty'):
+        CAITViT(compressed=str(empty))

@@ -1,0 +1,5 @@
+"""Data transforms (mmcv only: usable in mmseg, mmdet and mmpretrain
+pipelines), imported lazily by :data:`cait_mm.registry.TRANSFORMS`."""
+from .input_checks import CheckInputs
+
+__all__ = ['CheckInputs']
