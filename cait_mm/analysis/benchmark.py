@@ -15,6 +15,7 @@ from torch import nn
 
 from .complexity import count_flops, count_params
 from .model_from_config import build_model
+from .op_count import count_ops
 
 PARTS = ('model', 'network', 'features', 'backbone')
 
@@ -64,6 +65,10 @@ class Result:
     images_per_s: float
     speedup: float = 1.
     flops_ratio: float = 1.
+    #: aten ops dispatched by one eager call, and those that do work
+    #: (:mod:`.op_count`)
+    ops: int = 0
+    kernels: int = 0
 
 
 def _data_samples(scope: str, batch: int, shape: Tuple[int, int]):
@@ -181,6 +186,9 @@ def benchmark(entries: Sequence[Entry],
         enabled=amp)
     times: List[List[float]] = [[] for _ in entries]
     with torch.no_grad(), autocast:
+        for result, run in zip(results, runs):
+            ops = count_ops(lambda: run(inputs))  # eager, before any graph
+            result.ops, result.kernels = ops.top_level, ops.kernels
         if cuda_graph:
             runs = [cuda_graphed(run, inputs) for run in runs]
         for run in runs:
@@ -208,13 +216,14 @@ def benchmark(entries: Sequence[Entry],
 def to_markdown(results: Sequence[Result], setting: str) -> str:
     lines = [
         f'{setting}', '',
-        '| model | GFLOPs/img | FLOPs ratio | params (M) | latency (ms) '
-        '| images/s | speed-up |',
-        '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
+        '| model | GFLOPs/img | FLOPs ratio | params (M) | ops | kernels '
+        '| latency (ms) | images/s | speed-up |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
     for r in results:
         lines.append(f'| {r.name} | {r.flops / 1e9:.3g} | '
                      f'{r.flops_ratio:.2f}x | {r.params / 1e6:.2f} | '
+                     f'{r.ops} | {r.kernels} | '
                      f'{r.latency_ms:.1f} | {r.images_per_s:.2f} | '
                      f'{r.speedup:.2f}x |')
     return '\n'.join(lines) + '\n'
