@@ -168,12 +168,15 @@ def _parent(name):
     """The config a compressed UperNet config adds its compression to."""
     if '_cdcp' in name:
         return name.replace('_cdcp', '')
-    return name.replace('_cait_', '_deit_').replace('_tps_', '_deit_')
+    for method in ('_cait_', '_tps_', '_tome_', '_evit_'):
+        name = name.replace(method, '_deit_')
+    return name
 
 
 COMPRESSED_SEG = sorted(
     osp.basename(p)
-    for pattern in ('upernet_cait_*.py', 'upernet_tps_*.py')
+    for pattern in ('upernet_cait_*.py', 'upernet_tps_*.py',
+                    'upernet_tome_*.py', 'upernet_evit_*.py')
     for p in glob.glob(osp.join(REPO, 'configs/upernet', pattern)))
 
 
@@ -189,7 +192,7 @@ def test_compressed_segmentation_configs_have_their_parent():
         'upernet_cait_s_ade20k_from_in1k.py', 'upernet_cait_s_cityscapes.py',
         'upernet_cait_s_potsdam.py', 'upernet_cait_s_synapse.py'
     }
-    assert len(COMPRESSED_SEG) - len(alone) == 15
+    assert len(COMPRESSED_SEG) - len(alone) == 21
 
 
 @pytest.mark.parametrize('name', [
@@ -225,6 +228,16 @@ def test_compressed_config_is_its_dense_config_plus_compression(name):
     if name.startswith('upernet_cait_'):
         assert reducer['type'] == 'ATME'
         assert reducer['schedule'] == f'deit-{size}'
-    else:
+    elif name.startswith('upernet_tps_'):
         assert reducer == dict(
             type='TPS', blocks=(3, 6, 9), keep_ratio=0.7, score='attn')
+    else:  # the peers, at the ATME preset's block FLOPs at 512x512
+        from cait_mm.core import build_token_reducer
+        from cait_mm.core.atme_schedules import schedule_flops
+        assert reducer['type'] == name.split('_')[1].replace(
+            'tome', 'ToMe').replace('evit', 'EViT')
+        dims = dict(s=384, t=192)[size]
+        target = schedule_flops(f'deit-{size}', (32, 32), dims, 12)
+        fraction = build_token_reducer(reducer, 12, dims).flops_fraction(
+            (32, 32))
+        assert abs(fraction - target) <= 0.03 * target

@@ -14,6 +14,13 @@ An ENTRY is a config, optionally with overrides joined by '@', values as in
         configs/upernet/upernet_cait_s_ade20k.py \\
         "configs/upernet/upernet_deit_s_ade20k.py$ATME" --shape 512 512
 
+At equal FLOPs, one dense config and a row per token reducer, each set for
+a fraction of the dense block FLOPs (ATME's schedule, ToMe's r, TPS's and
+EViT's keep ratio):
+
+    python tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \
+        --flops-target 0.5 --reducers ATME TPS ToMe EViT --part backbone
+
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.
 """
@@ -25,8 +32,8 @@ import time
 
 import torch
 
-from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark, to_json,
-                                        to_markdown)
+from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark,
+                                        matched_entries, to_json, to_markdown)
 
 
 def parse_args():
@@ -47,6 +54,13 @@ def parse_args():
     parser.add_argument('--cuda-graph', action='store_true',
                         help='time CUDA-graph replays (backbone/features)')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument(
+        '--flops-target', type=float,
+        help='with one (dense) config: add a row per --reducers, each set '
+        'for this fraction of the dense block FLOPs at --shape')
+    parser.add_argument(
+        '--reducers', nargs='+', default=['ATME', 'TPS', 'ToMe', 'EViT'],
+        help='token reducers for --flops-target')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     return parser.parse_args()
 
@@ -55,7 +69,13 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    entries = [Entry.parse(spec) for spec in args.entries]
+    if args.flops_target is not None:
+        if len(args.entries) != 1:
+            raise ValueError('--flops-target takes one (dense) config')
+        entries = matched_entries(args.entries[0], tuple(args.shape),
+                                  args.flops_target, args.reducers)
+    else:
+        entries = [Entry.parse(spec) for spec in args.entries]
     if args.labels:
         if len(args.labels) != len(entries):
             raise ValueError(f'{len(args.labels)} labels for '

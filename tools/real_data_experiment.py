@@ -1,8 +1,8 @@
-"""Dense vs CAIT vs TPS on a real dataset, end to end, in one command.
+"""Dense vs CAIT vs TPS vs the peers on a real dataset, end to end.
 
     python tools/real_data_experiment.py {membrane,dubai} --data-root DIR
         [--work-dir DIR] [--rows NAME ...] [--no-skip] [--device cpu]
-        [--shape 512 512] [--repeats 10]
+        [--shape 512 512] [--repeats 10] [--seeds 0 1 2]
 
 Prepare the data first (docs/real_data.md), e.g.
     python tools/dataset_converters/isbi_membrane.py --src SRC --out DIR
@@ -13,22 +13,31 @@ cait-atme (trained with ATME); atme-training-free (the dense checkpoint,
 ATME at test time); tps (trained with TPS); tps-training-free;
 cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
-trained or at test time only). Each row
-runs tools/train.py, tools/export_compressed.py and tools/test.py; then all
-rows are timed in one process (whole model, batch 1), as ratios to dense.
-Writes results.md, results.json and results.png (mIoU vs images/s) in the
-work dir; rows already trained there are reused unless --no-skip.
+trained or at test time only); and the comparison at equal block FLOPs
+with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
+the ATME preset's FLOPs, tps-matched-, tome-, evit-training-free at the
+preset's, atme-, tps-, tome-, evit-35-training-free at 35%. Each row runs
+tools/train.py, tools/export_compressed.py and tools/test.py, once per
+--seeds (the table gives each row's mean and spread, and its per-class
+IoU); then all rows are timed in one process (whole model, batch 1), as
+ratios to dense. Writes results.md, results.json and results.png (mIoU vs
+images/s) in the work dir; rows already trained there are reused unless
+--no-skip, so a long comparison can be run in sittings.
 """
 import argparse
 import json
 import os
 import os.path as osp
+import re
+import statistics
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence
 
 from cait_mm.analysis.benchmark import Entry, benchmark
+from cait_mm.core import TOKEN_REDUCERS
+from cait_mm.core.atme_schedules import schedule_flops
 
 # The rows run the user-facing tools (tools/train.py, tools/test.py,
 # tools/export_compressed.py) in subprocesses, from the repository this tool
@@ -71,11 +80,33 @@ def reducer(**settings) -> Dict[str, Any]:
     }
 
 
+def matched(kind: str, target: float) -> Dict[str, Any]:
+    """The settings of reducer ``kind`` for ``target`` block FLOPs of the
+    CPU recipe's DeiT-T at its 512x512 test size (tools/match_flops.py):
+    ToMe by its size-independent ``ratio``, TPS and EViT by keep ratio,
+    ATME by schedule."""
+    knob = dict(knob='ratio') if kind == 'ToMe' else {}
+    return TOKEN_REDUCERS[kind].for_flops(target, TEST_GRID, 12, 192, **knob)
+
+
+# DeiT-T at 512x512: 32x32 patches; the ATME preset's block FLOPs there
+TEST_GRID = (32, 32)
+PRESET = schedule_flops('deit-t', TEST_GRID, 192, 12)
+PEERS = ('ATME', 'TPS', 'ToMe', 'EViT')
+
+
 def cpu_rows(dataset: str) -> List[Row]:
     """The CPU recipe's rows (DeiT-T from scratch, 256x256 crops, 600
-    iterations): same seed, schedule, crops and initialisation for all."""
+    iterations): same seed, schedule, crops and initialisation for all.
+
+    The peers' rows compare the reducers at equal block FLOPs: trained, at
+    the ATME preset's (``tps-matched``, ``tome``, ``evit`` against
+    ``cait-atme``); training-free on the dense checkpoint, at the preset's
+    (``atme-``, ``tps-matched-``, ``tome-``, ``evit-training-free``) and at
+    35% (``atme-``, ``tps-``, ``tome-``, ``evit-35-training-free``).
+    """
     c = f'configs/upernet/upernet_{{}}_{dataset}_cpu.py'
-    return [
+    rows = [
         Row('dense', c.format('deit_t'), 'DeiT-T, no compression'),
         Row('cait-atme', c.format('cait_t'), 'ATME (deit-t preset) trained'),
         Row('atme-training-free', c.format('deit_t'),
@@ -96,7 +127,66 @@ def cpu_rows(dataset: str) -> List[Row]:
             'dense checkpoint, ATME at 30% of the block FLOPs at test time',
             reuse='dense',
             test_options=reducer(type='ATME', schedule=ATME_T_30)),
+        Row('tps-matched', c.format('tps_t'),
+            f'TPS at the preset\'s {PRESET:.0%} block FLOPs, trained',
+            options=reducer(**matched('TPS', PRESET))),
+        Row('tome', c.format('tome_t'),
+            f'ToMe at the preset\'s {PRESET:.0%} block FLOPs, trained'),
+        Row('evit', c.format('evit_t'),
+            f'EViT at the preset\'s {PRESET:.0%} block FLOPs, trained'),
     ]
+    for kind, name in (('TPS', 'tps-matched'), ('ToMe', 'tome'),
+                       ('EViT', 'evit')):
+        rows.append(Row(
+            f'{name}-training-free', c.format('deit_t'),
+            f'dense checkpoint, {kind} at {PRESET:.0%} block FLOPs at test '
+            'time', reuse='dense', test_options=reducer(
+                **matched(kind, PRESET))))
+    for kind in PEERS:
+        rows.append(Row(
+            f'{kind.lower()}-35-training-free', c.format('deit_t'),
+            f'dense checkpoint, {kind} at 35% block FLOPs at test time',
+            reuse='dense', test_options=reducer(**matched(kind, 0.35))))
+    return rows
+
+
+def with_seeds(rows: Sequence[Row], seeds: Sequence[int]) -> List[Row]:
+    """Every row once per seed (``randomness.seed``): seed 0, the configs'
+    own, keeps the row's name; seed ``s`` appends ``-seed{s}``, and a row
+    that reuses a checkpoint reuses that seed's."""
+    expanded = []
+    for seed in seeds:
+        suffix = '' if seed == 0 else f'-seed{seed}'
+        for row in rows:
+            options = dict(row.options)
+            if seed != 0 and row.reuse is None:
+                options['randomness.seed'] = seed
+            expanded.append(
+                replace(row, name=row.name + suffix, options=options,
+                        reuse=None if row.reuse is None else
+                        row.reuse + suffix))
+    return expanded
+
+
+def base_name(name: str) -> str:
+    """A row's name without its seed suffix."""
+    return re.sub(r'-seed\d+$', '', name)
+
+
+def per_class(test_log: str) -> Dict[str, float]:
+    """The per-class IoU of the last table mmseg's metric printed."""
+    rows = {}
+    with open(test_log) as f:
+        lines = f.read().splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if line.endswith('per class results:')]
+    for line in lines[starts[-1]:] if starts else []:
+        cells = [c.strip() for c in line.split('|')[1:-1]]
+        if len(cells) >= 2 and cells[0] != 'Class':
+            rows[cells[0]] = float(cells[1])
+        elif rows and not line.startswith(('|', '+')):
+            break
+    return rows
 
 
 def _run(args: Sequence[str], log: str) -> None:
@@ -178,7 +268,8 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
         metrics = _last_metrics(test_dir)
         log(f'[{row.name}] {metrics}')
         results.append(
-            dict(asdict(row), checkpoint=ckpt, metrics=metrics))
+            dict(asdict(row), checkpoint=ckpt, metrics=metrics,
+                 per_class=per_class(osp.join(row_dir, 'test.log'))))
     return results
 
 
@@ -196,33 +287,65 @@ def bench_entries(rows: Sequence[Row],
     return entries
 
 
-def to_markdown(results: Sequence[Dict], speed: Sequence, metric: str,
+def summarise(results: Sequence[Dict], metric: str) -> List[Dict]:
+    """Rows over their seeds, in the order they first appear: the metric's
+    mean, its sample standard deviation and the seed count, and the mean
+    per-class IoU."""
+    groups: Dict[str, List[Dict]] = {}
+    for r in results:
+        groups.setdefault(base_name(r['name']), []).append(r)
+    summary = []
+    for name, runs in groups.items():
+        values = [r['metrics'][metric] for r in runs]
+        classes = runs[0].get('per_class') or {}
+        summary.append(dict(
+            name=name, description=runs[0]['description'],
+            mean=statistics.fmean(values),
+            std=statistics.stdev(values) if len(values) > 1 else 0.,
+            seeds=len(values),
+            per_class={c: statistics.fmean(r['per_class'][c] for r in runs)
+                       for c in classes}))
+    return summary
+
+
+def to_markdown(summary: Sequence[Dict], speed: Sequence, metric: str,
                 title: str) -> str:
-    dense = results[0]['metrics'][metric]
+    """The table of rows (mean +- std over seeds) with the speed of each;
+    then their per-class IoU."""
+    dense = summary[0]['mean']
     lines = [
         title, '', f'| row | what | {metric} | of dense | GFLOPs | '
         'params (M) | images/s | speed-up |',
         '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
-    for r, s in zip(results, speed):
-        value = r['metrics'][metric]
+    for r, s in zip(summary, speed):
+        spread = f' +- {r["std"]:.2f} ({r["seeds"]} seeds)' \
+            if r['seeds'] > 1 else ''
         lines.append(
-            f'| {r["name"]} | {r["description"]} | {value:.2f} | '
-            f'{100 * value / dense:.1f}% | {s.flops / 1e9:.2f} | '
+            f'| {r["name"]} | {r["description"]} | {r["mean"]:.2f}{spread} '
+            f'| {100 * r["mean"] / dense:.1f}% | {s.flops / 1e9:.2f} | '
             f'{s.params / 1e6:.2f} | {s.images_per_s:.2f} | '
             f'{s.speedup:.2f}x |')
+    classes = list(summary[0]['per_class'])
+    if classes:
+        lines += ['', '| row | ' + ' | '.join(classes) + ' |',
+                  '| --- |' + ' ---: |' * len(classes)]
+        lines += [f'| {r["name"]} | ' + ' | '.join(
+            f'{r["per_class"].get(c, float("nan")):.2f}' for c in classes) +
+            ' |' for r in summary]
     return '\n'.join(lines) + '\n'
 
 
-def plot(results: Sequence[Dict], speed: Sequence, metric: str, title: str,
+def plot(summary: Sequence[Dict], speed: Sequence, metric: str, title: str,
          filename: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r, s in zip(results, speed):
-        ax.scatter(s.images_per_s, r['metrics'][metric], s=40)
-        ax.annotate(r['name'], (s.images_per_s, r['metrics'][metric]),
+    for r, s in zip(summary, speed):
+        ax.errorbar(s.images_per_s, r['mean'], yerr=r['std'] or None,
+                    fmt='o', capsize=3)
+        ax.annotate(r['name'], (s.images_per_s, r['mean']),
                     textcoords='offset points', xytext=(5, 4), fontsize=8)
     ax.set_xlabel('images/s (whole model, same run)')
     ax.set_ylabel(metric)
@@ -236,22 +359,29 @@ def plot(results: Sequence[Dict], speed: Sequence, metric: str, title: str,
 def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
                    shape, device: str = 'cpu', repeats: int = 10,
                    metric: str = 'mIoU', skip_existing: bool = True,
-                   title: str = '', log=print) -> str:
-    """Rows end to end, then speed; writes ``results.{md,json,png}`` in
-    ``work_dir`` and returns the Markdown table."""
-    results = run_rows(rows, data_root, work_dir, skip_existing, log)
-    speed = benchmark(bench_entries(rows, results), tuple(shape), 1, 'model',
-                      device, warmup=3, repeats=repeats, log=log)
-    heading = (f'{title} | speed: whole model, {shape[0]}x{shape[1]}, batch '
-               f'1, {device}, median of {repeats}')
-    table = to_markdown(results, speed, metric, heading)
+                   title: str = '', seeds: Sequence[int] = (0, ),
+                   log=print) -> str:
+    """Rows end to end for every seed, then the speed of each row (its
+    first seed's); writes ``results.{md,json,png}`` in ``work_dir`` and
+    returns the Markdown table."""
+    runs = with_seeds(rows, seeds)
+    results = run_rows(runs, data_root, work_dir, skip_existing, log)
+    first = results[:len(rows)]
+    speed = benchmark(bench_entries(runs[:len(rows)], first), tuple(shape),
+                      1, 'model', device, warmup=3, repeats=repeats, log=log)
+    heading = (f'{title} | seeds {list(seeds)} | speed: whole model, '
+               f'{shape[0]}x{shape[1]}, batch 1, {device}, median of '
+               f'{repeats}')
+    summary = summarise(results, metric)
+    table = to_markdown(summary, speed, metric, heading)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(table)
     with open(osp.join(work_dir, 'results.json'), 'w') as f:
         json.dump(
-            dict(rows=results, speed=[asdict(s) for s in speed],
-                 shape=list(shape), device=device), f, indent=2)
-    plot(results, speed, metric, heading,
+            dict(rows=results, summary=summary,
+                 speed=[asdict(s) for s in speed], shape=list(shape),
+                 device=device, seeds=list(seeds)), f, indent=2)
+    plot(summary, speed, metric, heading,
          osp.join(work_dir, 'results.png'))
     return table
 
@@ -268,6 +398,9 @@ def parse_args():
     parser.add_argument('--device', default='cpu', help='for the timing')
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512))
     parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='train every row once per seed (the table '
+                        'gives mean and spread)')
     return parser.parse_args()
 
 
@@ -285,7 +418,8 @@ def main():
     table = run_experiment(
         rows, os.path.abspath(args.data_root), os.path.abspath(work_dir),
         args.shape, args.device, args.repeats,
-        skip_existing=not args.no_skip, title=f'{args.dataset} (CPU recipe)')
+        skip_existing=not args.no_skip, title=f'{args.dataset} (CPU recipe)',
+        seeds=args.seeds)
     print(table)
 
 

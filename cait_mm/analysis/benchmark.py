@@ -13,6 +13,8 @@ import torch
 from mmengine.config import DictAction
 from torch import nn
 
+from cait_mm.core import TOKEN_REDUCERS
+from cait_mm.core.spec import parse_arch
 from .complexity import count_flops, count_params
 from .model_from_config import build_model
 from .op_count import count_ops
@@ -53,6 +55,40 @@ class Entry:
         extra = ' '.join(f'{k.rsplit(".", 1)[-1]}={v}'
                          for k, v in self.overrides.items())
         return f'{stem} {extra}'.strip()
+
+
+def matched_entries(config: str, shape: Tuple[int, int], target: float,
+                    reducers: Sequence[str]) -> List[Entry]:
+    """``config`` (dense) and, per token reducer, ``config`` with that
+    reducer set for ``target`` block FLOPs (a fraction of the dense
+    backbone's) at ``shape``: rows compared at equal FLOPs.
+
+    Each reducer tunes its own knob (``TokenReducer.for_flops``): ATME its
+    schedule, ToMe ``r``, TPS and EViT their keep ratio.
+    """
+    from mmengine.config import Config
+    backbone = Config.fromfile(config).model.backbone
+    arch = parse_arch(backbone.get('arch') or 'deit-s')
+    patch = backbone.get('patch_size') or 16
+    grid = tuple(-(-n // patch) for n in shape)
+    entries = [Entry(config, label='dense')]
+    for kind in reducers:
+        if kind not in TOKEN_REDUCERS:
+            raise ValueError(f'Unknown token reducer "{kind}"; known: '
+                             f'{sorted(TOKEN_REDUCERS)}')
+        cfg = TOKEN_REDUCERS[kind].for_flops(
+            target, grid, arch['num_layers'], arch['embed_dims'],
+            arch['mlp_ratio'])
+        reducer = TOKEN_REDUCERS[kind](
+            num_layers=arch['num_layers'], embed_dims=arch['embed_dims'],
+            **{k: v for k, v in cfg.items() if k != 'type'})
+        fraction = reducer.flops_fraction(grid, arch['mlp_ratio'])
+        if isinstance(backbone.get('token_reducer'), dict):
+            cfg = dict(_delete_=True, **cfg)  # replace it, not merge into it
+        entries.append(Entry(
+            config, {'model.backbone.token_reducer': cfg},
+            label=f'{kind} @ {fraction:.3f} block FLOPs'))
+    return entries
 
 
 @dataclass

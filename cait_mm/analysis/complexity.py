@@ -39,7 +39,9 @@ def _sort_flops(inputs: List[Any], outputs: List[Any]) -> int:
     dim = next((a.toIValue() for a in inputs[1:]
                 if a.type().kind() == 'IntType'), -1)
     n = shape[dim]
-    return _numel(shape) // max(n, 1) * n * max(math.ceil(math.log2(n)), 1)
+    if n == 0:  # e.g. ToMe's last step, when every token of set A merges
+        return 0
+    return _numel(shape) // n * n * max(math.ceil(math.log2(n)), 1)
 
 
 def _per_output(inputs: List[Any], outputs: List[Any]) -> int:
@@ -70,6 +72,10 @@ EXTRA_HANDLES = {
     'aten::scatter_add_': _per_source,
     'aten::index_add': _per_source,
     'aten::index_add_': _per_source,
+    'aten::max': _per_input,
+    'aten::amax': _per_input,
+    'aten::scatter_reduce': _per_source,
+    'aten::scatter_reduce_': _per_source,
     'aten::linalg_vector_norm': _per_input,
     'aten::norm': _per_input,
     'aten::sum': _per_input,

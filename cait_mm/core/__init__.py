@@ -3,19 +3,23 @@ from .atme import ATME
 from .cdcp import (block_widths, channel_groups, compact_block,
                    parse_channel_prune, ramp_ratio)
 from .compactor import ChannelGroup
+from .evit import EViT
+from .flops_budget import block_flops_fraction
 from .padding import content_cells, content_mask, scale_cells
 from .spec import CompressionSpec, reducer_config
 from .token_reducer import (TOKEN_REDUCERS, TokenReducer, build_token_reducer,
                             register_token_reducer)
 from .token_state import TokenState
+from .tome import ToMe
 from .tps import TPS, KeepScorePredictor, squeeze_tokens
 from .vit_layers import (Attention, AttentionInfo, Block, Mlp,
                          check_channel_groups)
 
 __all__ = [
     'ATME', 'Attention', 'AttentionInfo', 'Block', 'ChannelGroup',
-    'CompressionSpec', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS', 'TPS',
-    'TokenReducer', 'TokenState', 'block_widths', 'build_token_reducer',
+    'CompressionSpec', 'EViT', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS',
+    'TPS', 'ToMe', 'TokenReducer', 'TokenState', 'block_flops_fraction',
+    'block_widths', 'build_token_reducer',
     'channel_groups', 'check_channel_groups', 'compact_block',
     'content_cells', 'content_mask', 'parse_channel_prune', 'ramp_ratio',
     'reducer_config', 'register_token_reducer', 'scale_cells',

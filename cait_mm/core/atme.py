@@ -14,12 +14,14 @@ image's content, ``r`` follows the content's own length, and the extra tokens
 a row must lose to keep the batch a regular grid are taken from its padding.
 So an image's merges do not depend on what it is batched with.
 """
-from typing import Dict, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import (Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
+                    Union)
 
 import torch
 from torch import Tensor
 
-from .atme_schedules import num_merges, parse_schedule
+from .atme_schedules import (grid_shapes, num_merges, parse_schedule,
+                             schedule_for_flops)
 from .batch_rows import flat_index
 from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
@@ -183,6 +185,22 @@ class ATME(TokenReducer):
     @property
     def blocks(self) -> Set[int]:
         return set(self.schedule)
+
+    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
+        return [h * w for h, w in grid_shapes(
+            [(b, d, r) for b, (d, r) in self.schedule.items()], grid,
+            self.num_layers)[1:]]
+
+    @classmethod
+    def for_flops(cls, target: float, grid: Tuple[int, int],
+                  num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
+                  **settings) -> Dict:
+        """A schedule whose block FLOPs are at most ``target`` and the
+        closest to it (:func:`~.atme_schedules.schedule_for_flops`)."""
+        schedule = schedule_for_flops(target, grid, embed_dims, num_layers,
+                                      mlp_ratio)
+        return dict(type=cls.type_name, **settings,
+                    schedule=[list(step) for step in schedule])
 
     def settings(self) -> Dict:
         return dict(

@@ -8,6 +8,8 @@ fit any input size (224 -> 14x14, 512 -> 32x32, 800x1344 -> 50x84).
 from itertools import product
 from typing import Dict, List, Sequence, Tuple, Union
 
+from .flops_budget import block_flops_fraction
+
 DIRECTIONS = ('h', 'v')
 
 # Blocks 0-2 stay unmerged, so the first dense feature map (out index 2 in
@@ -108,18 +110,9 @@ def schedule_flops(schedule: Union[str, Sequence], grid: Tuple[int, int],
     linear layers and ``2 * N^2 * C`` in attention; a merge after the
     attention of a block shrinks that block's MLP already.
     """
-    C = embed_dims
     shapes = grid_shapes(schedule, grid, num_layers)
-
-    def cost(n_attn, n_mlp):
-        return (n_attn * 4 * C * C + 2 * n_attn**2 * C +
-                n_mlp * 2 * mlp_ratio * C * C)
-
-    merged = sum(
-        cost(1 + h * w, 1 + h2 * w2)
-        for (h, w), (h2, w2) in zip(shapes[:-1], shapes[1:]))
-    full = num_layers * cost(1 + grid[0] * grid[1], 1 + grid[0] * grid[1])
-    return merged / full
+    return block_flops_fraction([h * w for h, w in shapes[1:]], grid,
+                                embed_dims, mlp_ratio)
 
 
 def schedule_for_flops(target: float,

@@ -7,10 +7,13 @@ keep_ratio=0.7)``. It asks every reducer the same questions (where it acts,
 whether it needs the class token, what losses it adds, how to rebuild it)
 and never looks at its class, so a new reducer is one registered class.
 """
-from typing import Dict, Optional, Set, Tuple, Type
+import math
+from typing import Dict, List, Optional, Set, Tuple, Type
 
+import torch
 from torch import Tensor, nn
 
+from .flops_budget import block_flops_fraction
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
@@ -36,6 +39,11 @@ class TokenReducer(nn.Module):
     """
     #: The name the reducer is registered under (its config's ``type``).
     type_name: str = ''
+    #: The settings :meth:`for_flops` can tune to meet a FLOPs target
+    #: (the first by default): ``name: (kind, low, high)``, ``kind``
+    #: ``'int'`` (``high=None``: up to the patch count) or ``'float'``;
+    #: empty where a reducer overrides :meth:`for_flops`.
+    flops_knobs: Dict[str, Tuple[str, float, Optional[float]]] = {}
 
     def __init__(self, num_layers: int, embed_dims: Optional[int] = None):
         super().__init__()
@@ -57,6 +65,66 @@ class TokenReducer(nn.Module):
         """Losses of the last training forward that the task model adds to
         its own (e.g. TPS's keep-ratio loss); none by default."""
         return {}
+
+    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
+        """Patch tokens after each of the ``num_layers`` blocks for an
+        unpadded input of ``grid`` patches: known before running, for FLOPs
+        budgets and equal-FLOPs comparisons."""
+        raise NotImplementedError
+
+    def flops_fraction(self, grid: Tuple[int, int],
+                       mlp_ratio: float = 4.) -> float:
+        """Block multiply-adds with this reducer over the dense ViT's
+        (:func:`~cait_mm.core.flops_budget.block_flops_fraction`)."""
+        return block_flops_fraction(
+            self.token_counts(grid), grid, self.embed_dims, mlp_ratio)
+
+    @classmethod
+    def for_flops(cls, target: float, grid: Tuple[int, int],
+                  num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
+                  knob: Optional[str] = None, **settings) -> Dict:
+        """The config of this reducer, with ``settings`` fixed and ``knob``
+        (one of :attr:`flops_knobs`, the first by default) chosen so that
+        its block FLOPs are the closest to ``target`` (a fraction of the
+        dense ViT's) on a ``grid`` input."""
+        if not 0 < target < 1:
+            raise ValueError(f'FLOPs target {target} must be in (0, 1)')
+        if not cls.flops_knobs:
+            raise NotImplementedError(f'{cls.__name__} has no FLOPs knob')
+        name = knob or next(iter(cls.flops_knobs))
+        if name not in cls.flops_knobs:
+            raise ValueError(f'{cls.__name__} tunes {sorted(cls.flops_knobs)}'
+                             f' for FLOPs, not {name!r}')
+        kind, low, high = cls.flops_knobs[name]
+
+        def fraction(value) -> float:
+            return cls(num_layers=num_layers, embed_dims=embed_dims,
+                       **settings,
+                       **{name: value}).flops_fraction(grid, mlp_ratio)
+
+        if kind == 'int':
+            values = range(int(low), int(high or grid[0] * grid[1]) + 1)
+            best = min(values, key=lambda v: (abs(fraction(v) - target), v))
+            return dict(type=cls.type_name, **settings, **{name: best})
+        # FLOPs change with the knob in steps, one way: bisect to a step's
+        # edge, then take the closer side
+        low, high = low + 1e-6, high
+        rising = fraction(high) > fraction(low)
+        for _ in range(40):
+            mid = (low + high) / 2
+            if (fraction(mid) < target) == rising:
+                low = mid
+            else:
+                high = mid
+        best = min((low, high), key=lambda v: abs(fraction(v) - target))
+        # a short number with the same token counts: ``high`` starts its
+        # step and ``low`` ends its own, so round away from the edge
+        step = math.ceil if best == high else math.floor
+        rounded = [step(best * 10**d) / 10**d for d in range(2, 7)]
+        best = next((v for v in rounded if cls.flops_knobs[name][1] < v <=
+                     cls.flops_knobs[name][2] and fraction(v) ==
+                     fraction(best)), best)
+        return dict(type=cls.type_name, **settings, **{name: best})
 
     def settings(self) -> Dict:
         """The keyword arguments that rebuild this reducer (without
@@ -86,6 +154,28 @@ class TokenReducer(nn.Module):
             tuple: tokens ``(B, P + N', C)`` and the new state.
         """
         raise NotImplementedError
+
+
+def class_attention(attn: AttentionInfo, state: TokenState,
+                    num_prefix: int) -> Tensor:
+    """The class token's attention to each patch token, ``(B, N)``,
+    averaged over heads, with the bias the block's attention used (EViT's
+    score; TPS's training-free one). Computed in fp32, without gradient.
+
+    Args:
+        attn (AttentionInfo): The block's queries and keys over all
+            ``P + N`` tokens, the class token first.
+        state (TokenState): State of the ``N`` patch tokens.
+        num_prefix (int): ``P >= 1``.
+    """
+    with torch.no_grad():
+        q_cls = attn.q[:, :, :1].float()
+        logits = (q_cls @ attn.k.float().transpose(-2, -1)) * attn.scale
+        bias = state.attn_bias(num_prefix)
+        if bias is not None:
+            logits = logits + bias.float()
+        probs = logits.softmax(dim=-1).mean(dim=1)[:, 0]
+    return probs[:, num_prefix:]
 
 
 TOKEN_REDUCERS: Dict[str, Type[TokenReducer]] = {}

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .batch_rows import batch_add, batch_select
-from .token_reducer import TokenReducer, register_token_reducer
+from .token_reducer import (TokenReducer, class_attention,
+                            register_token_reducer)
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
@@ -149,6 +150,7 @@ class TPS(TokenReducer):
             reducer already tracks them, in which case they are kept right.
     """
     SCORES = ('attn', 'learned')
+    flops_knobs = dict(keep_ratio=('float', 0., 1.))
 
     def __init__(self,
                  num_layers: int,
@@ -267,6 +269,15 @@ class TPS(TokenReducer):
         """``score='attn'`` ranks tokens by the class token's attention."""
         return self.score == 'attn'
 
+    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
+        n0 = grid[0] * grid[1]
+        kept = dict(zip(self.stage_blocks, self.num_kept(n0)))
+        n, counts = n0, []
+        for block in range(self.num_layers):
+            n = min(n, kept.get(block, n))
+            counts.append(n)
+        return counts
+
     def num_kept(self, num_patches: int) -> List[int]:
         """Patch tokens left after each stage for ``num_patches`` initial
         ones, e.g. ``[137, 96, 67]`` for 196 at ratio 0.7."""
@@ -355,7 +366,11 @@ class TPS(TokenReducer):
             self._ratio_losses[block_index] = (
                 (logits.sigmoid().mean(dim=1) - num_keep / N)**2).mean()
         else:
-            rank = self._class_attention(attn, state, P)
+            if P < 1:
+                raise ValueError("TPS: score='attn' ranks tokens by the class "
+                                 "token's attention, but the ViT has no "
+                                 "prefix token; use score='learned'")
+            rank = class_attention(attn, state, P)
 
         # stable: equal scores break by position, the same in any batch
         order = rank.argsort(dim=1, descending=True, stable=True)
@@ -375,24 +390,6 @@ class TPS(TokenReducer):
                                     keep_weight, prune_weight)
         x = torch.cat([x[:, :P], kept], dim=1)
         return x, self._update_state(state, keep_index, prune_index, host, N)
-
-    @staticmethod
-    def _class_attention(attn: AttentionInfo, state: TokenState,
-                         num_prefix: int) -> Tensor:
-        """EViT score: class-token attention to each patch, ``(B, N)``,
-        averaged over heads, with the bias the block's attention used."""
-        if num_prefix < 1:
-            raise ValueError("TPS: score='attn' ranks tokens by the class "
-                             "token's attention, but the ViT has no prefix "
-                             "token; use score='learned'")
-        with torch.no_grad():
-            q_cls = attn.q[:, :, :1].float()
-            logits = (q_cls @ attn.k.float().transpose(-2, -1)) * attn.scale
-            bias = state.attn_bias(num_prefix)
-            if bias is not None:
-                logits = logits + bias.float()
-            probs = logits.softmax(dim=-1).mean(dim=1)[:, 0]
-        return probs[:, num_prefix:]
 
     def _update_state(self, state: TokenState, keep_index: Tensor,
                       prune_index: Tensor, host: Tensor,

@@ -58,3 +58,28 @@ def test_network_part_is_predict_without_resizing_and_post_processing():
                             align_corners=model.align_corners)
     for i, sample in enumerate(samples):
         torch.testing.assert_close(sample.seg_logits.data, resized[i])
+
+
+def test_matched_entries_set_each_reducer_for_the_flops_target():
+    from cait_mm.analysis.benchmark import matched_entries
+    from cait_mm.core import build_token_reducer
+    config = osp.join(REPO, 'configs/upernet/upernet_cait_s_ade20k.py')
+    entries = matched_entries(config, (224, 224), 0.5,
+                              ['ATME', 'TPS', 'ToMe', 'EViT'])
+    assert [e.name.split(' ')[0] for e in entries] == [
+        'dense', 'ATME', 'TPS', 'ToMe', 'EViT']
+    assert entries[0].overrides == {}
+    for entry in entries[1:]:
+        cfg = dict(entry.overrides['model.backbone.token_reducer'])
+        # the config's own reducer (ATME here) is replaced, not merged into
+        assert cfg.pop('_delete_') is True
+        fraction = build_token_reducer(cfg, 12, 384).flops_fraction((14, 14))
+        assert abs(fraction - 0.5) <= 0.015
+        assert f'{fraction:.3f}' in entry.name
+    for base in (config, config.replace('cait_s', 'deit_s')):
+        tome = matched_entries(base, (224, 224), 0.5, ['ToMe'])[1]
+        model = build_model(base, tome.overrides)
+        assert model.backbone.token_reducer.config() == dict(
+            type='ToMe', r=16, blocks=list(range(12)))
+    with pytest.raises(ValueError, match='Unknown token reducer "X"'):
+        matched_entries(config, (224, 224), 0.5, ['X'])

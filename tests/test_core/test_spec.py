@@ -80,8 +80,8 @@ def test_bad_settings_fail_naming_them():
         CompressionSpec.from_config(arch=dict(embed_dims=32))
     with pytest.raises(ValueError, match='needs a type'):
         CompressionSpec.from_config(token_reducer=dict(schedule='deit-s'))
-    with pytest.raises(ValueError, match='Unknown token reducer "ToMe"'):
-        CompressionSpec.from_config(token_reducer=dict(type='ToMe'))
+    with pytest.raises(ValueError, match='Unknown token reducer "DiffRate"'):
+        CompressionSpec.from_config(token_reducer=dict(type='DiffRate'))
     with pytest.raises(ValueError, match='patch_size must be a positive'):
         CompressionSpec.from_config(patch_size=0)
     spec = CompressionSpec.from_config(

@@ -1,4 +1,5 @@
-"""tools/benchmark.py, tools/visualize_merge.py, tools/atme_schedule.py."""
+"""tools/benchmark.py, tools/visualize_merge.py, tools/atme_schedule.py,
+tools/match_flops.py."""
 import json
 import os.path as osp
 
@@ -75,3 +76,19 @@ def test_atme_schedule_picks_a_schedule_for_a_flops_target():
     assert 'schedule=[' in proc.stdout
     fraction = float(proc.stdout.split('block FLOPs: ')[1].split()[0])
     assert 0.48 <= fraction <= 0.5
+
+
+def test_match_flops_prints_every_reducer_at_the_target():
+    proc = run_tool(['tools/match_flops.py', '--target', '0.35', '--shape',
+                     '512', '512'])
+    out = proc.stdout
+    for line in ("ATME: token_reducer={'type': 'ATME', 'schedule': ",
+                 "ToMe: token_reducer={'type': 'ToMe', 'r': 113}",
+                 "TPS: token_reducer={'type': 'TPS', 'keep_ratio': ",
+                 "EViT: token_reducer={'type': 'EViT', 'keep_ratio': "):
+        assert line in out
+    fractions = [float(line.split()[2].rstrip(';'))
+                 for line in out.splitlines()
+                 if line.startswith('  block FLOPs')]
+    assert len(fractions) == 4
+    assert all(abs(f - 0.35) <= 0.0105 for f in fractions)

@@ -115,6 +115,18 @@ def test_trained_30_percent_row_replaces_the_cait_schedule():
     assert [tuple(e) for e in reducer.schedule] == ATME_T_30
 
 
+TEST_LOG = """11/27 09:30:04 - mmengine - INFO - per class results:
+11/27 09:30:04 - mmengine - INFO -
++------------+-------+-------+
+|   Class    |  IoU  |  Acc  |
++------------+-------+-------+
+| background |  98.3 | 99.05 |
+|  membrane  |  12.5 | 20.01 |
++------------+-------+-------+
+11/27 09:30:04 - mmengine - INFO - Iter(test) [6/6]  mIoU: 55.4000
+"""
+
+
 def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     """Without training: every tool call is recorded and its outputs faked.
     Reused rows are not trained, the exported row is tested from its
@@ -135,6 +147,8 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
             with open(osp.join(work_dir, '20240101_000000',
                                '20240101_000000.json'), 'w') as f:
                 f.write(json.dumps(dict(mIoU=50.0)) + '\n')
+            with open(log, 'w') as f:  # what mmseg's IoUMetric prints
+                f.write(TEST_LOG)
 
     monkeypatch.setattr(experiment, '_run', fake_run)
     rows = [_row('membrane', n) for n in ('dense', 'atme-training-free',
@@ -154,7 +168,68 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     exported = str(tmp_path / 'cait-atme-cdcp' / 'compressed.pth')
     assert calls[4][3] == exported and calls[5][2] == exported
     assert [r['metrics']['mIoU'] for r in results] == [50.0] * 3
+    assert results[0]['per_class'] == dict(background=98.3, membrane=12.5)
     # the benchmark rebuilds the exported row from its file
     entries = experiment.bench_entries(rows, results)
     assert entries[1].overrides == rows[1].test_options
     assert entries[2].overrides['model.backbone.compressed'] == exported
+
+
+def test_rows_repeat_per_seed_and_are_summarised_with_their_spread():
+    rows = [_row('membrane', n) for n in ('dense', 'tome',
+                                          'tome-training-free')]
+    runs = experiment.with_seeds(rows, [0, 1, 2])
+    names = [r.name for r in runs]
+    assert names[:3] == ['dense', 'tome', 'tome-training-free']
+    assert names[3:6] == ['dense-seed1', 'tome-seed1',
+                          'tome-training-free-seed1']
+    assert runs[4].options == {'randomness.seed': 1}
+    assert runs[0].options == {}  # seed 0 is the configs' own
+    # a training-free row reuses its seed's dense checkpoint, untrained
+    assert runs[5].reuse == 'dense-seed1' and runs[5].options == {}
+    results = [
+        dict(name=r.name, description=r.description,
+             metrics=dict(mIoU=value), per_class=dict(a=value, b=1.))
+        for r, value in zip(runs, [50., 40., 30., 52., 44., 30., 54., 42.,
+                                   33.])]
+    summary = experiment.summarise(results, 'mIoU')
+    assert [s['name'] for s in summary] == [r.name for r in rows]
+    assert summary[0]['mean'] == 52. and summary[0]['std'] == 2.
+    assert summary[1]['seeds'] == 3 and summary[1]['per_class']['a'] == 42.
+
+    class Speed:
+        flops, params, images_per_s, speedup = 2e9, 3e6, 4., 1.5
+
+    table = experiment.to_markdown(summary, [Speed()] * 3, 'mIoU', 'T')
+    assert '| dense | DeiT-T, no compression | 52.00 +- 2.00 (3 seeds) | ' \
+        '100.0% |' in table
+    assert '| tome-training-free |' in table and '| row | a | b |' in table
+
+
+def test_per_class_reads_the_last_table(tmp_path):
+    log = tmp_path / 'test.log'
+    log.write_text(TEST_LOG.replace('12.5', '99.0') + TEST_LOG)
+    assert experiment.per_class(str(log)) == dict(background=98.3,
+                                                  membrane=12.5)
+
+
+@pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
+def test_peer_rows_compare_at_equal_flops(dataset):
+    """Trained and training-free, each peer at the ATME preset's block
+    FLOPs (and at 35%), within 3%."""
+    from cait_mm.core import build_token_reducer
+    rows = {r.name: r for r in experiment.cpu_rows(dataset)}
+    target = experiment.PRESET
+    for name in ('tps-matched-training-free', 'tome-training-free',
+                 'evit-training-free', 'atme-35-training-free',
+                 'tps-35-training-free', 'tome-35-training-free',
+                 'evit-35-training-free'):
+        row = rows[name]
+        cfg = {k.rsplit('.', 1)[1]: v for k, v in row.test_options.items()}
+        fraction = build_token_reducer(cfg, 12, 192).flops_fraction((32, 32))
+        goal = 0.35 if '-35-' in name else target
+        assert abs(fraction - goal) <= 0.03 * goal, name
+    trained = Config.fromfile(osp.join(REPO, rows['tome'].config))
+    assert trained.model.backbone.token_reducer.ratio == \
+        rows['tome-training-free'].test_options[
+            'model.backbone.token_reducer.ratio']

@@ -253,8 +253,8 @@ def test_token_reducers_are_checked_at_build_time():
                        'token_reducer and token_prune'):
         CAITViT(arch=TINY, token_reducer=MERGE,
                 token_prune=dict(blocks=(1, )))
-    with pytest.raises(ValueError, match='Unknown token reducer "ToMe"'):
-        CAITViT(arch=TINY, token_reducer=dict(type='ToMe'))
+    with pytest.raises(ValueError, match='Unknown token reducer "DiffRate"'):
+        CAITViT(arch=TINY, token_reducer=dict(type='DiffRate'))
     with pytest.raises(ValueError, match='needs a type'):
         CAITViT(arch=TINY, token_reducer=dict(schedule='deit-s'))
     with pytest.raises(ValueError, match='needs with_cls_token=True'):

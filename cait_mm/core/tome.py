@@ -1,0 +1,148 @@
+"""ToMe: token merging by bipartite soft matching (Bolya et al., ICLR 2023),
+written from the paper's description, with a source map for dense
+restoration.
+
+In every block it acts in, after the attention, the patch tokens are split
+into two alternating sets, ``A`` (even positions) and ``B`` (odd). Each
+token of ``A`` is matched to its most similar token of ``B`` (cosine of the
+attention keys, averaged over heads); the ``r`` best-matched ``A`` tokens
+are merged into their ``B`` partners by size-weighted average, the others
+stay. Sizes feed proportional attention (``log(size)`` added to the
+logits). Unlike ATME, the merged tokens no longer form a grid; every
+original patch keeps pointing at the token that holds it, so the full map
+is restored by one gather, as for the other reducers (ToMe's "unmerge").
+"""
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .batch_rows import batch_add, batch_select
+from .token_reducer import TokenReducer, register_token_reducer
+from .token_state import TokenState
+from .vit_layers import AttentionInfo
+
+
+@register_token_reducer
+class ToMe(TokenReducer):
+    """Bipartite soft matching, ``r`` merges per block.
+
+    Args:
+        num_layers (int): Blocks of the ViT.
+        embed_dims (int, optional): Token width (unused: no weights).
+        r (int, optional): Tokens merged away in each block it acts in
+            (fewer when a block has fewer than ``2 r`` patch tokens), as in
+            the paper: a 196-token DeiT at ``r=8`` on all 12 blocks ends
+            with 100. Default 8 unless ``ratio`` is given.
+        ratio (float, optional): Instead of ``r``, merge ``ratio`` of the
+            patch tokens entering each block (rounded half up, at most half
+            of them), so that one setting reduces inputs of any size alike
+            (dense tasks train on crops and test on whole images).
+        blocks (Sequence[int], optional): The blocks it acts in; all by
+            default, as in the paper.
+    """
+    flops_knobs = dict(r=('int', 0, None), ratio=('float', 0., 0.5))
+
+    def __init__(self,
+                 num_layers: int,
+                 embed_dims: Optional[int] = None,
+                 r: Optional[int] = None,
+                 ratio: Optional[float] = None,
+                 blocks: Optional[Sequence[int]] = None):
+        super().__init__(num_layers, embed_dims)
+        if r is not None and ratio is not None:
+            raise ValueError('ToMe: set r or ratio, not both')
+        if ratio is None:
+            r = 8 if r is None else r
+            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+                raise ValueError(f'ToMe: r must be an int >= 0, got {r!r}')
+        elif isinstance(ratio, bool) or not isinstance(
+                ratio, (int, float)) or not 0 <= ratio <= 0.5:
+            raise ValueError(f'ToMe: ratio={ratio!r} is outside [0, 0.5]')
+        blocks = tuple(range(num_layers)) if blocks is None else tuple(blocks)
+        bad = [b for b in blocks if not 0 <= b < num_layers]
+        if bad or len(set(blocks)) != len(blocks):
+            raise ValueError(f'ToMe: blocks {list(blocks)} must be distinct '
+                             f'indices in [0, {num_layers - 1}]')
+        self.r = r
+        self.ratio = None if ratio is None else float(ratio)
+        self.at = tuple(sorted(blocks))
+
+    @property
+    def blocks(self) -> Set[int]:
+        return set(self.at)
+
+    def settings(self) -> Dict:
+        if self.ratio is not None:
+            return dict(ratio=self.ratio, blocks=list(self.at))
+        return dict(r=self.r, blocks=list(self.at))
+
+    def merges(self, num_tokens: int) -> int:
+        """Tokens one step merges away from ``num_tokens`` patch tokens."""
+        r = self.r if self.ratio is None else int(
+            self.ratio * num_tokens + 0.5)
+        return min(r, num_tokens // 2)
+
+    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
+        n, counts = grid[0] * grid[1], []
+        for block in range(self.num_layers):
+            if block in self.at:
+                n -= self.merges(n)
+            counts.append(n)
+        return counts
+
+    def forward(self, block_index: int, x: Tensor, attn: AttentionInfo,
+                state: TokenState,
+                num_prefix: int) -> Tuple[Tensor, TokenState]:
+        """Merge ``r`` patch tokens of ``x (B, P + N, C)`` into others:
+        ``(B, P + N - r, C)``, unmerged ``A`` tokens first (in their order),
+        then the ``B`` tokens; see :class:`TokenReducer`."""
+        if state.valid_shape is not None:
+            raise NotImplementedError(
+                'ToMe does not support padded batches: its merge count is '
+                'per batch, not per image. Feed images of one size, or use '
+                'ATME for padded detection inputs')
+        P = num_prefix
+        B, T, C = x.shape
+        N = T - P
+        r = self.merges(N)
+        if r == 0:
+            return x, state
+        with torch.no_grad():
+            metric = F.normalize(attn.k[:, :, P:].mean(1), dim=-1)
+            scores = metric[:, 0::2] @ metric[:, 1::2].transpose(1, 2)
+            best, partner = scores.max(dim=-1)  # (B, |A|)
+            # stable: equal scores merge the earlier token first, in any batch
+            order = best.argsort(dim=-1, descending=True, stable=True)
+            src = order[:, :r]
+            kept = order[:, r:].sort(dim=-1).values
+            dst = partner.gather(1, src)
+        num_kept, num_b = kept.shape[1], N // 2
+        size = state.size if state.size is not None else x.new_ones(
+            B, N, dtype=torch.float32)
+        size_a, size_b = size[:, 0::2], size[:, 1::2]
+        # size-weighted average of each B token and the A tokens it absorbs
+        xa = x[:, P::2]
+        xb = x[:, P + 1::2]
+        src_size = size_a.gather(1, src)
+        new_size_b = size_b.scatter_add(1, dst, src_size)
+        w_b = (size_b / new_size_b).to(x.dtype)[..., None]
+        w_src = (src_size / new_size_b.gather(1, dst)).to(x.dtype)[..., None]
+        merged_b = batch_add(xb * w_b, dst, batch_select(xa, src) * w_src)
+        out = torch.cat([x[:, :P], batch_select(xa, kept), merged_b], dim=1)
+
+        # old patch -> new token: kept A tokens in order, then B
+        a_new = torch.empty_like(partner)
+        a_new.scatter_(1, kept, torch.arange(
+            num_kept, device=x.device).expand(B, -1))
+        a_new.scatter_(1, src, num_kept + dst)
+        moved = torch.empty(B, N, dtype=torch.long, device=x.device)
+        moved[:, 0::2] = a_new
+        moved[:, 1::2] = num_kept + torch.arange(num_b, device=x.device)
+        source = moved if state.source is None else moved.gather(
+            1, state.source)
+        new_size = torch.cat([size_a.gather(1, kept), new_size_b], dim=1)
+        return out, TokenState(
+            grid_size=state.grid_size, shape=None, size=new_size,
+            source=source)
