@@ -8,6 +8,12 @@ tests/data/reference/.
 Bit-identical where the references were computed (same torch build and CPU
 capability, as on the development and CI machines); elsewhere float kernels
 may round differently, and the outputs must agree to float rounding.
+
+The unpadded ATME merge and the TPS squeeze were since rewritten with fewer
+operators (a pair's mean is one ``lerp_``; a host's sum is added in place):
+outputs through them agree to float rounding everywhere (the same tokens
+merge and restore to the same positions; a different choice would move
+whole tokens).
 """
 import copy
 import os.path as osp
@@ -29,14 +35,19 @@ EXACT = (REF['torch'] == str(torch.__version__) and REF['cpu_capability']
          == torch.backends.cpu.get_cpu_capability())
 
 
-def check(actual, expected, where=''):
+# cases whose outputs go through the unpadded ATME merge or TPS
+ROUNDED = {'atme_token', 'atme_line', 'atme_no_cls', 'atme_cls_token_out',
+           'tps_attn', 'tps_learned'}
+
+
+def check(actual, expected, where='', rounded=False):
     if isinstance(expected, (list, tuple)):
         assert len(actual) == len(expected), where
         for i, (a, e) in enumerate(zip(actual, expected)):
-            check(a, e, f'{where}[{i}]')
+            check(a, e, f'{where}[{i}]', rounded)
         return
     assert actual.shape == expected.shape, where
-    if EXACT:
+    if EXACT and not rounded:
         assert torch.equal(actual, expected), \
             f'{where}: max difference {(actual - expected).abs().max()}'
     else:
@@ -74,7 +85,7 @@ def test_backbones(name):
     with torch.no_grad():
         out = backbone(case['settings'])(REF['backbone']['inputs'],
                                          valid_sizes=case['valid_sizes'])
-    check(out, case['outputs'], name)
+    check(out, case['outputs'], name, rounded=name in ROUNDED)
 
 
 def test_the_deprecated_aliases_build_the_same_model():
@@ -83,7 +94,8 @@ def test_the_deprecated_aliases_build_the_same_model():
         model = CAITViT(**BACKBONE, **case['settings'])
     fill_weights(model)
     with torch.no_grad():
-        check(model.eval()(REF['backbone']['inputs']), case['outputs'])
+        check(model.eval()(REF['backbone']['inputs']), case['outputs'],
+              rounded=True)
 
 
 def test_cdcp_masked_and_exported(tmp_path):
@@ -91,11 +103,12 @@ def test_cdcp_masked_and_exported(tmp_path):
     x = REF['backbone']['inputs']
     model = pruned()
     with torch.no_grad():
-        check(model(x), cases['cdcp_masked']['outputs'], 'masked')
+        check(model(x), cases['cdcp_masked']['outputs'], 'masked', True)
         holder = torch.nn.Module()
         holder.backbone = model
         export_compressed(holder, str(tmp_path / 'export.pth'))
-        check(model.eval()(x), cases['cdcp_exported']['outputs'], 'exported')
+        check(model.eval()(x), cases['cdcp_exported']['outputs'], 'exported',
+              True)
 
 
 def test_a_format_1_checkpoint_rebuilds_the_exported_model():
@@ -110,7 +123,8 @@ def test_a_format_1_checkpoint_rebuilds_the_exported_model():
     model.init_weights()
     with torch.no_grad():
         check(model.eval()(REF['backbone']['inputs']),
-              REF['backbone']['cases']['cdcp_exported']['outputs'])
+              REF['backbone']['cases']['cdcp_exported']['outputs'],
+              rounded=True)
 
 
 def _task_model(scope, case):
@@ -129,7 +143,8 @@ def test_upernet():
     case = REF['upernet']
     model = _task_model('mmseg', case)
     with torch.no_grad():
-        check(model(case['inputs'], mode='tensor'), case['outputs'])
+        check(model(case['inputs'], mode='tensor'), case['outputs'],
+              rounded=True)
 
 
 def test_mask_rcnn_padded_batch():

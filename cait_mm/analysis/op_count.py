@@ -9,7 +9,8 @@ budgets on them where they could never assert a time.
 - *top-level ops*: ``aten::`` calls made by the code itself (not from
   inside another ``aten::`` op), views included;
 - *kernels*: the innermost ``aten::`` calls that do work: not views (their
-  schema returns an alias of an input) nor bare allocations (``empty*``),
+  schema returns an alias of an input) nor bare allocations (``empty*``,
+  ``new_empty*``, ``resize_``),
   and calling no other op that does. On a GPU each is about one launch.
 """
 import functools
@@ -27,6 +28,7 @@ class OpCount:
     top_level: int
     kernels: int
     by_name: Dict[str, int] = field(default_factory=dict)
+    kernels_by_name: Dict[str, int] = field(default_factory=dict)
 
 
 def _is_aten(event) -> bool:
@@ -37,7 +39,8 @@ def _is_aten(event) -> bool:
 def _moves_no_data(name: str) -> bool:
     """Whether ``aten::name`` is a view or a bare allocation."""
     op = name[len('aten::'):]
-    if op.startswith('empty'):
+    # allocations: ``resize_`` here only sizes a fresh output
+    if op.startswith(('empty', 'new_empty')) or op == 'resize_':
         return True
     packet = getattr(torch.ops.aten, op, None)
     if packet is None:
@@ -79,4 +82,5 @@ def count_ops(fn: Callable[[], object]) -> OpCount:
     kernels = [e for e in events
                if not _moves_no_data(e.name) and not works_below(e)]
     return OpCount(len(top), len(kernels),
-                   dict(Counter(e.name for e in top).most_common()))
+                   dict(Counter(e.name for e in top).most_common()),
+                   dict(Counter(e.name for e in kernels).most_common()))

@@ -13,12 +13,13 @@ from .token_state import TokenState
 from .tome import ToMe
 from .tps import TPS, KeepScorePredictor, squeeze_tokens
 from .vit_layers import (Attention, AttentionInfo, Block, Mlp,
-                         check_channel_groups)
+                         attention_dtype, check_channel_groups)
 
 __all__ = [
     'ATME', 'Attention', 'AttentionInfo', 'Block', 'ChannelGroup',
     'CompressionSpec', 'EViT', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS',
-    'TPS', 'ToMe', 'TokenReducer', 'TokenState', 'block_flops_fraction',
+    'TPS', 'ToMe', 'TokenReducer', 'TokenState', 'attention_dtype',
+    'block_flops_fraction',
     'block_widths', 'build_token_reducer',
     'channel_groups', 'check_channel_groups', 'compact_block',
     'content_cells', 'content_mask', 'parse_channel_prune', 'ramp_ratio',

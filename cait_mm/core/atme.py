@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .atme_schedules import (grid_shapes, num_merges, parse_schedule,
                              schedule_for_flops)
-from .batch_rows import flat_index
+from .batch_rows import flat_index, shape_cached
 from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
@@ -152,6 +152,132 @@ def plan_lines(sim: Tensor,
     return LinePlan(pairs, merged_pair, newpos, index, merged, total)
 
 
+class MergeTables(NamedTuple):
+    """Index tables of one merge step that depend on shapes only, so
+    :class:`ATME` builds them once per shape (:func:`merge_tables`).
+
+    Attributes:
+        rows (Tensor): ``(B, H*W)`` long, the row of each patch token in the
+            batch flattened to ``(B * T, C)``, ``T = P + H*W``.
+        prefix_rows (Tensor): ``(B, P)`` long, the rows of the prefix
+            tokens.
+        new_index (Tensor): ``(1, H, W)`` long, the index of each token in
+            the merged grid if nothing before it in its line merged:
+            ``h * W' + w`` (rows lose tokens) or ``h * W + w`` (columns do).
+    """
+    rows: Tensor
+    prefix_rows: Tensor
+    new_index: Tensor
+
+
+def merge_tables(batch: int, grid: Tuple[int, int], num_prefix: int,
+                 vertical: bool, total: int,
+                 device: torch.device) -> MergeTables:
+    """The :class:`MergeTables` of a merge of ``total`` tokens per line of
+    an unpadded ``grid`` along columns (``vertical``) or rows (built once
+    per shape: :func:`~.batch_rows.shape_cached`)."""
+    H, W = grid
+    start = torch.arange(batch, device=device)[:, None] * (
+        num_prefix + H * W)
+    rows = start + num_prefix + torch.arange(H * W, device=device)
+    prefix_rows = start + torch.arange(num_prefix, device=device)
+    width = W if vertical else W - total
+    new_index = (torch.arange(H, device=device)[:, None] * width +
+                 torch.arange(W, device=device))[None]
+    return MergeTables(rows, prefix_rows, new_index)
+
+
+def _pairs_along(t: Tensor, dim: int, num_pairs: int, odd: bool) -> Tensor:
+    """A view of the even (or ``odd``) members of the first ``num_pairs``
+    pairs ``(2j, 2j+1)`` along ``dim``."""
+    return t[(slice(None), ) * dim + (slice(int(odd), 2 * num_pairs, 2), )]
+
+
+def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
+               vertical: bool, total: int, line_mode: bool,
+               tables: MergeTables) -> Tuple[Tensor, TokenState]:
+    """One ATME step on an unpadded batch: ``total`` tokens of every line
+    merge into their even neighbours.
+
+    Counts come from the shapes (no host sync) and index tables from
+    ``tables``; the tokens are written once (each pair's mean, in place on
+    its even token in ``x``) and moved once (one ``index_select`` builds the
+    new sequence, prefix included).
+
+    Args:
+        x (Tensor): ``(B, T, C)``, ``T = P + H*W``; overwritten.
+        keys (Tensor): ``(B, h, T, d)`` attention keys.
+        state (TokenState): State of the ``(H, W)`` grid, unpadded.
+        num_prefix (int): ``P``.
+        vertical (bool): Merge along columns (pairs of rows).
+        total (int): Pairs merged per line.
+        line_mode (bool): The same pairs in every line.
+        tables (MergeTables): :func:`merge_tables` of these shapes.
+
+    Returns:
+        tuple: ``(B, P + H'*W', C)`` and the new state.
+    """
+    B, T, C = x.shape
+    H, W = state.shape
+    dim = 1 if vertical else 2  # the axis along lines in (B, H, W)
+    num_pairs = (H if vertical else W) // 2
+    shape = (H - total, W) if vertical else (H, W - total)
+
+    def halves(t, at=dim):
+        return (_pairs_along(t, at, num_pairs, False),
+                _pairs_along(t, at, num_pairs, True))
+
+    # cosine similarity of each pair's keys; summed, not averaged, over
+    # heads: only its order matters
+    k = keys[:, :, num_prefix:].unflatten(2, (H, W))
+    k_even, k_odd = halves(k / k.norm(dim=-1, keepdim=True).clamp_min(1e-6),
+                           dim + 1)
+    sim = (k_even * k_odd).sum((1, 4))  # (B, H/2, W) or (B, H, W/2)
+    if line_mode:
+        sim = sim.sum(3 - dim, keepdim=True)
+    pairs = sim.argsort(dim=dim, descending=True, stable=True).narrow(
+        dim, 0, total)
+
+    # 1 on the odd token of every merged pair, which lands on its even
+    # neighbour: a token's new index is its index in an unmerged line
+    # minus the merges up to it (in line mode one line, broadcast)
+    lines = 1 if line_mode else (W if vertical else H)
+    drop = x.new_zeros((B, H, lines) if vertical else (B, lines, W))
+    drop_odd = _pairs_along(drop, dim, num_pairs, True)
+    drop_odd.scatter_(dim, pairs, 1.)
+    moved = torch.sub(tables.new_index, drop.cumsum(dim, dtype=torch.long),
+                      alpha=W if vertical else 1).view(B, -1)
+
+    # sizes and the pairs' size-weighted means
+    if state.size is None:
+        weight = drop_odd * .5
+        new_size = x.new_ones(B, shape[0] * shape[1]).scatter_add_(
+            1, moved, (drop.expand(B, H, W).reshape(B, -1)
+                       if line_mode else drop.view(B, -1)))
+    else:
+        size = state.size.view(B, H, W)
+        size_even, size_odd = halves(size)
+        absorbed = size_odd * drop_odd
+        weight = absorbed / (size_even + absorbed)
+        new_size = x.new_zeros(B, shape[0] * shape[1]).scatter_add_(
+            1, moved, state.size)
+    x_even, x_odd = halves(x[:, num_prefix:].unflatten(1, (H, W)))
+    x_even.lerp_(x_odd, weight.unsqueeze(-1))
+
+    # each new token's row in x: the first of the tokens that land on it
+    rows = tables.rows.new_empty(B, new_size.shape[1]).scatter_reduce_(
+        1, moved, tables.rows, 'amin', include_self=False)
+    if num_prefix:
+        rows = torch.cat([tables.prefix_rows, rows], 1)
+    out = x.reshape(B * T, C).index_select(0, rows.view(-1))
+    return out.view(B, rows.shape[1], C), TokenState(
+        grid_size=state.grid_size,
+        shape=shape,
+        size=new_size,
+        source=moved if state.source is None else moved.gather(
+            1, state.source))
+
+
 @register_token_reducer
 class ATME(TokenReducer):
     """Asymmetric token merging (HTM/VTM) on a per-block schedule.
@@ -219,15 +345,36 @@ class ATME(TokenReducer):
         """Merge the patch tokens of ``x (B, P + H*W, C)`` into
         ``(B, P + H'*W', C)``; see :class:`TokenReducer`.
 
-        The merge is index arithmetic on small integer tensors, one row
-        selection of the kept tokens (prefix included) and one row copy of
-        the merged pairs' size-weighted means: no other copy or transpose
-        of the tokens.
+        ``x`` is consumed: the merged pairs' means are written over the
+        rows of their even tokens in place, then one row selection builds
+        the new sequence (prefix included).
         """
         direction, ratio = self.schedule[block_index]
         if state.shape is None:
             raise RuntimeError('ATME needs tokens on a grid; another reducer '
                                'already broke it')
+        if state.valid_shape is not None:
+            return self._merge_padded(direction, ratio, x, attn, state,
+                                      num_prefix)
+        H, W = state.shape
+        vertical = direction == 'v'
+        total = num_merges(ratio, H if vertical else W)
+        key = (x.shape[0], (H, W), num_prefix, vertical, total, x.device)
+        tables = shape_cached(('atme', ) + key, lambda: merge_tables(*key))
+        return merge_grid(x, attn.k, state, num_prefix, vertical, total,
+                          self.granularity == 'line', tables)
+
+    def _merge_padded(self, direction: str, ratio: float, x: Tensor,
+                      attn: AttentionInfo, state: TokenState,
+                      num_prefix: int) -> Tuple[Tensor, TokenState]:
+        """The merge of a padded batch: each image merges by its own
+        content's length (:func:`plan_lines`), so counts vary per image.
+
+        The merge is index arithmetic on small integer tensors, one row
+        selection of the kept tokens (prefix included) and one row copy of
+        the merged pairs' size-weighted means: no other copy or transpose
+        of the tokens.
+        """
         H, W = state.shape
         B, T, C = x.shape
         device = x.device

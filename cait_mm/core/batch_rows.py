@@ -5,17 +5,51 @@ They do it through ``index_select`` / ``index_add`` on the batch flattened
 to ``(B * N, C)``: on CPU these are 3-5x faster than ``gather`` /
 ``scatter_add`` with an index expanded over the channels, and on CUDA they
 are one kernel each as well.
+
+Index tables that depend only on shapes (row offsets, position ranges) are
+built once per shape and device (:func:`shape_cached`): an eager forward pays
+for every operator it dispatches, however small.
 """
+from typing import Callable, Dict, Hashable
+
 import torch
 from torch import Tensor
 
+_TABLES: Dict[Hashable, object] = {}
 
-def flat_index(index: Tensor, length: int) -> Tensor:
-    """Per-image indices ``(B, M)`` into the rows of a batch of ``length``
-    tokens per image flattened to ``(B * length, C)``: ``(B * M,)``."""
-    offset = torch.arange(
-        index.shape[0], device=index.device)[:, None] * length
-    return (index + offset).flatten()
+
+def shape_cached(key: Hashable, build: Callable[[], object]) -> object:
+    """``build()``, once per ``key`` (shapes and device, never data).
+
+    Under ``torch.compile`` the table is built in the graph, where the
+    compiler folds it into constants.
+    """
+    if torch.compiler.is_compiling():
+        return build()
+    table = _TABLES.get(key)
+    if table is None:
+        if len(_TABLES) >= 512:  # e.g. many sizes in a test run
+            _TABLES.clear()
+        table = _TABLES[key] = build()
+    return table
+
+
+def row_start(batch: int, length: int, skip: int,
+              device: torch.device) -> Tensor:
+    """``(B, 1)`` long, ``b * length + skip``: the row of position 0 after
+    ``skip`` leading tokens of image ``b`` in a batch of ``length`` tokens
+    per image flattened to ``(B * length, C)``."""
+    return shape_cached(
+        ('row_start', batch, length, skip, device),
+        lambda: torch.arange(batch, device=device)[:, None] * length + skip)
+
+
+def flat_index(index: Tensor, length: int, skip: int = 0) -> Tensor:
+    """Per-image indices ``(B, M)`` (counted after ``skip`` leading
+    tokens) into the rows of a batch of ``length`` tokens per image
+    flattened to ``(B * length, C)``: ``(B * M,)``."""
+    return (index + row_start(index.shape[0], length, skip,
+                              index.device)).view(-1)
 
 
 def batch_select(x: Tensor, index: Tensor) -> Tensor:

@@ -169,12 +169,20 @@ def class_attention(attn: AttentionInfo, state: TokenState,
         num_prefix (int): ``P >= 1``.
     """
     with torch.no_grad():
-        q_cls = attn.q[:, :, :1].float()
-        logits = (q_cls @ attn.k.float().transpose(-2, -1)) * attn.scale
-        bias = state.attn_bias(num_prefix)
-        if bias is not None:
-            logits = logits + bias.float()
-        probs = logits.softmax(dim=-1).mean(dim=1)[:, 0]
+        q_cls, k = attn.q[:, :, :1], attn.k
+        if k.dtype != torch.float32:
+            q_cls, k = q_cls.float(), k.float()
+        # a product and a sum: a matmul would first copy the strided q and k
+        logits = (q_cls * k).sum(-1)  # (B, h, P + N)
+        bias = state.attn_bias(num_prefix, attn.q.dtype)
+        if bias is None:
+            logits = logits * attn.scale
+        else:
+            bias = bias.view(bias.shape[0], 1, -1)
+            if bias.dtype != logits.dtype:
+                bias = bias.float()
+            logits = torch.add(bias, logits, alpha=attn.scale)
+        probs = logits.softmax(dim=-1).mean(dim=1)
     return probs[:, num_prefix:]
 
 

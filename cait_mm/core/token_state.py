@@ -1,11 +1,12 @@
 """Book-keeping for patch tokens that token reducers merge or prune."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .batch_rows import batch_select
+from .batch_rows import flat_index
 from .padding import content_mask
 
 
@@ -35,6 +36,12 @@ class TokenState:
     size: Optional[Tensor] = None
     source: Optional[Tensor] = None
     valid_shape: Optional[Tensor] = None
+    # what restore() selects and the attention bias, built once per state:
+    # (sequence length, prefix, rows), (prefix, dtype, bias)
+    _restore_rows: Optional[tuple] = field(
+        default=None, init=False, repr=False, compare=False)
+    _bias: Optional[tuple] = field(
+        default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_grid(cls,
@@ -52,45 +59,65 @@ class TokenState:
             return None
         return ~content_mask(self.valid_shape, self.shape).flatten(1)
 
-    def attn_bias(self, num_prefix_tokens: int) -> Optional[Tensor]:
+    def attn_bias(self, num_prefix_tokens: int,
+                  dtype: Optional[torch.dtype] = None) -> Optional[Tensor]:
         """Additive attention bias over keys, ``(B, 1, 1, P + N)``.
 
         ``log(size)`` for proportional attention (prefix tokens have size 1,
         hence 0) and ``-inf`` for padding tokens. Returns ``None`` when there
         is neither, so attention stays unbiased and bit-identical to a plain
-        ViT.
+        ViT. Built once per reduction, in ``dtype`` (the attention's, so
+        blocks need not cast it; default: the sizes' dtype).
         """
+        if self._bias is not None and self._bias[:2] == (num_prefix_tokens,
+                                                         dtype):
+            return self._bias[2]
         pad = self.padding_mask()
         if self.size is None and pad is None:
             return None
-        ref = self.size if self.size is not None else pad
-        bias = torch.zeros(
-            ref.shape[0], ref.shape[1], device=ref.device,
-            dtype=self.size.dtype if self.size is not None else torch.float32)
-        if self.size is not None:
-            bias = bias + self.size.log()
-        if pad is not None:
+        if pad is None:
+            bias = self.size.log()
+        else:
+            bias = torch.zeros(pad.shape, device=pad.device,
+                               dtype=torch.float32 if self.size is None
+                               else self.size.dtype)
+            if self.size is not None:
+                bias = bias + self.size.log()
             bias = bias.masked_fill(pad, float('-inf'))
-        prefix = bias.new_zeros(bias.shape[0], num_prefix_tokens)
-        return torch.cat([prefix, bias], dim=1)[:, None, None, :]
+        if dtype is not None and bias.dtype != dtype:
+            bias = bias.to(dtype)
+        bias = F.pad(bias, (num_prefix_tokens, 0)).view(
+            bias.shape[0], 1, 1, -1)
+        self._bias = (num_prefix_tokens, dtype, bias)
+        return bias
 
-    def restore(self, x: Tensor) -> Tensor:
+    def restore(self, x: Tensor, num_prefix: int = 0) -> Tensor:
         """Put reduced tokens back on the original grid.
 
         Args:
-            x (Tensor): Current patch tokens ``(B, N, C)``.
+            x (Tensor): Current tokens ``(B, P + N, C)``, ``P =
+                num_prefix`` prefix tokens first (they are left out).
 
         Returns:
             Tensor: ``(B, H0 * W0, C)``; position ``p`` holds the token that
-            absorbed original patch ``p``.
+            absorbed original patch ``p``. One row selection from ``x``
+            (no copy of the tokens before it); a view of ``x`` while
+            nothing was reduced.
         """
         if self.source is None:
-            return x
-        return batch_select(x, self.source)
+            return x[:, num_prefix:] if num_prefix else x
+        B, T, C = x.shape
+        key = (T, num_prefix)
+        if self._restore_rows is None or self._restore_rows[:2] != key:
+            self._restore_rows = key + (flat_index(
+                self.source, T, num_prefix), )
+        return x.reshape(B * T, C).index_select(
+            0, self._restore_rows[2]).view(B, -1, C)
 
-    def to_map(self, x: Tensor) -> Tensor:
-        """Restore ``x (B, N, C)`` to a feature map ``(B, C, H0, W0)``."""
+    def to_map(self, x: Tensor, num_prefix: int = 0) -> Tensor:
+        """Restore ``x (B, P + N, C)`` to a feature map ``(B, C, H0, W0)``
+        (a view of the restored tokens)."""
         B, _, C = x.shape
         H0, W0 = self.grid_size
-        full = self.restore(x)
+        full = self.restore(x, num_prefix)
         return full.transpose(1, 2).reshape(B, C, H0, W0)

@@ -13,10 +13,9 @@ from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .batch_rows import batch_add, batch_select
+from .batch_rows import flat_index, row_start, shape_cached
 from .token_reducer import (TokenReducer, class_attention,
                             register_token_reducer)
 from .token_state import TokenState
@@ -32,8 +31,8 @@ def squeeze_tokens(x: Tensor,
                    keep_index: Tensor,
                    prune_index: Tensor,
                    keep_weight: Optional[Tensor] = None,
-                   prune_weight: Optional[Tensor] = None
-                   ) -> Tuple[Tensor, Tensor]:
+                   prune_weight: Optional[Tensor] = None,
+                   num_prefix: int = 0) -> Tuple[Tensor, Tensor]:
     """Squeeze pruned tokens into their most similar kept tokens.
 
     Each pruned token ``i`` finds the kept token ``j`` (its host) with the
@@ -47,36 +46,65 @@ def squeeze_tokens(x: Tensor,
     (``e = exp(s_jj)``: the host's similarity to itself is 1.)
 
     Args:
-        x (Tensor): Tokens ``(B, N, C)``.
-        keep_index (Tensor): ``(B, K)`` long, the kept tokens in ``x``.
-        prune_index (Tensor): ``(B, N - K)`` long, the pruned tokens.
+        x (Tensor): Tokens ``(B, P + N, C)``, ``P = num_prefix`` prefix
+            tokens first.
+        keep_index (Tensor): ``(B, K)`` long, the kept patch tokens (``0``
+            is the first token after the prefix).
+        prune_index (Tensor): ``(B, N - K)`` long, the pruned ones.
         keep_weight (Tensor, optional): ``(B, K)``, multiplies each host's
             result; ``prune_weight (B, N - K)`` multiplies each pruned token's
             ``exp(s_ij)``. Both are 1 in value; they carry the
             straight-through gradients of learned scores.
+        num_prefix (int): ``P``; the prefix tokens are passed through.
 
     Returns:
-        tuple: the squeezed kept tokens ``(B, K, C)`` and ``host (B, N - K)``
-        long, the position in the kept set that absorbed each pruned token.
+        tuple: ``(B, P + K, C)``, the prefix then the squeezed kept tokens,
+        and ``host (B, N - K)`` long, the position in the kept set that
+        absorbed each pruned token.
     """
-    kept = batch_select(x, keep_index)
-    pruned = batch_select(x, prune_index)
-    sim = F.normalize(pruned, dim=-1) @ F.normalize(kept, dim=-1).transpose(
-        1, 2)
+    B, T, C = x.shape
+    K = keep_index.shape[1]
+    P = num_prefix
+    rows = keep_index + row_start(B, T, P, x.device)
+    if P:
+        rows = torch.cat([shape_cached(
+            ('prefix_rows', B, T, P, x.device),
+            lambda: row_start(B, T, 0, x.device) + torch.arange(
+                P, device=x.device)), rows], 1)
+    # one selection builds the output (prefix included); merged in place
+    flat = x.reshape(B * T, C)
+    out = flat.index_select(0, rows.view(-1)).view(B, P + K, C)
+    pruned = flat.index_select(0, flat_index(prune_index, T, P)).view(
+        B, -1, C)
+    kept = out[:, P:]
+    # backward needs the kept tokens as they were before the merge below
+    before = kept.clone() if torch.is_grad_enabled() and x.requires_grad \
+        else kept
+    sim = torch.bmm(_normalize(pruned), _normalize(before).transpose(1, 2))
     best, host = sim.max(dim=-1)
-    weight = best.exp()
+    weight = (best - 1).exp()
     if prune_weight is not None:
         weight = weight * prune_weight
-    weight = weight.to(x.dtype)
-    den = torch.full_like(kept[..., 0], math.e).scatter_add(1, host, weight)
-    # the formula as x_j + sum_i w_i (x_i - x_j) / den: a host that absorbs
-    # nothing stays bit-identical
-    delta = weight[..., None] * (pruned - batch_select(kept, host))
-    out = kept + batch_add(torch.zeros_like(kept), host,
-                           delta) / den[..., None]
-    if keep_weight is not None:
-        out = out * keep_weight[..., None].to(out.dtype)
+    if weight.dtype != x.dtype:
+        weight = weight.to(x.dtype)
+    den = weight.new_ones(B, K).scatter_add_(1, host, weight)
+    # x_j + sum_i w_i (x_i - x_j) / den_j, added in place: a host that
+    # absorbs only copies of itself stays bit-identical
+    host_rows = flat_index(host, P + K, P)
+    flat_out = out.view(B * (P + K), C)
+    delta = (pruned.view(-1, C) - flat_out.index_select(0, host_rows)) * (
+        weight / den.gather(1, host)).view(-1, 1)
+    flat_out.index_add_(0, host_rows, delta)
+    if keep_weight is not None:  # training: out of place, for autograd
+        out = torch.cat(
+            [out[:, :P], kept * keep_weight[..., None].to(out.dtype)], 1)
     return out, host
+
+
+def _normalize(x: Tensor) -> Tensor:
+    """``x / ||x||`` along the last axis (``F.normalize``'s eps, one op
+    fewer)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 class KeepScorePredictor(nn.Module):
@@ -385,10 +413,8 @@ class TPS(TokenReducer):
             mask = hard + soft - soft.detach()
             keep_weight = mask.gather(1, keep_index)
             prune_weight = 1 - mask.gather(1, prune_index)
-        # index the whole sequence: slicing off the prefix would copy x
-        kept, host = squeeze_tokens(x, keep_index + P, prune_index + P,
-                                    keep_weight, prune_weight)
-        x = torch.cat([x[:, :P], kept], dim=1)
+        x, host = squeeze_tokens(x, keep_index, prune_index, keep_weight,
+                                 prune_weight, P)
         return x, self._update_state(state, keep_index, prune_index, host, N)
 
     def _update_state(self, state: TokenState, keep_index: Tensor,
@@ -397,10 +423,11 @@ class TPS(TokenReducer):
         """Compose the source map with this stage's old -> new token map
         and move the pruned tokens' sizes to their hosts."""
         B, K = keep_index.shape
+        device = keep_index.device
         new_of_old = keep_index.new_empty(B, num_tokens)
-        new_of_old.scatter_(
-            1, keep_index,
-            torch.arange(K, device=keep_index.device).expand(B, K))
+        new_of_old.scatter_(1, keep_index, shape_cached(
+            ('positions', B, K, device),
+            lambda: torch.arange(K, device=device).expand(B, K)))
         new_of_old.scatter_(1, prune_index, host)
         source = new_of_old if state.source is None else \
             new_of_old.gather(1, state.source)

@@ -36,6 +36,46 @@ def check_channel_groups(groups: Sequence[str]) -> Tuple[str, ...]:
     return groups
 
 
+def attention_dtype(x: Tensor) -> torch.dtype:
+    """The dtype attention computes in for inputs ``x``: autocast's, if it
+    is on for ``x``'s device, else ``x``'s (so an attention bias can be
+    built in it once, not cast in every block)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+def fold_bias(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float
+              ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Fold an additive key bias into the heads, so that attention needs no
+    mask and a fused kernel that takes none (FlashAttention) can run.
+
+    With ``q' = [q, 1, 0...]``, ``k' = [k, bias / scale, 0...]`` and
+    ``v' = [v, 0...]`` (head dim padded to a multiple of 8, as fused
+    kernels want), ``softmax(scale * q' k'^T) v'`` is
+    ``[softmax(scale * q k^T + bias) v, 0...]``: exact up to float rounding
+    (``-inf`` biases included: ``1 * -inf``).
+
+    Args:
+        q, k (Tensor): ``(B, h, N, d_qk)``.
+        v (Tensor): ``(B, h, N, d_v)``.
+        bias (Tensor): ``(B, 1, 1, N)``, added to the logits of every query.
+        scale (float): Softmax scale of ``q k^T``.
+
+    Returns:
+        tuple: ``q', k', v'`` of head dim ``D = ceil((max(d_qk, d_v) + 1) /
+        8) * 8``; the output's first ``d_v`` channels are attention's.
+    """
+    B, h, N, d = q.shape
+    width = -(-(max(d, v.shape[-1]) + 1) // 8) * 8
+    q = F.pad(q, (0, width - d))
+    q[..., d] = 1
+    k = F.pad(k, (0, width - d))
+    k[..., d] = bias.view(B, 1, N) / scale
+    return q, k, F.pad(v, (0, width - v.shape[-1]))
+
+
 class AttentionInfo(NamedTuple):
     """What a token reducer may need from the attention it follows.
 
@@ -150,14 +190,18 @@ class Attention(nn.Module):
 
     def forward(self,
                 x: Tensor,
-                attn_bias: Optional[Tensor] = None
-                ) -> Tuple[Tensor, AttentionInfo]:
+                attn_bias: Optional[Tensor] = None,
+                fold: bool = False) -> Tuple[Tensor, AttentionInfo]:
         """
         Args:
             x (Tensor): Tokens ``(B, N, C)``.
             attn_bias (Tensor, optional): Added to the attention logits,
                 broadcastable to ``(B, h, N, N)``; e.g. ``(B, 1, 1, N)``
                 holding ``log(size)`` for proportional attention.
+            fold (bool): Fold a ``(B, 1, 1, N)`` bias into the heads
+                (:func:`fold_bias`) instead of passing it as a mask, so that
+                a fused kernel without mask support (FlashAttention on
+                CUDA) can run.
 
         Returns:
             tuple: ``out (B, N, C)`` and the :class:`AttentionInfo` (queries,
@@ -170,8 +214,12 @@ class Attention(nn.Module):
         q = q.view(B, N, h, self.qk_dim).transpose(1, 2)
         k = k.view(B, N, h, self.qk_dim).transpose(1, 2)
         v = v.view(B, N, h, self.v_dim).transpose(1, 2)
-        if attn_bias is not None:
+        info = AttentionInfo(q, k, self.scale)
+        if attn_bias is not None and attn_bias.dtype != q.dtype:
             attn_bias = attn_bias.to(q.dtype)
+        if fold and attn_bias is not None:
+            q, k, v = fold_bias(q, k, v, attn_bias, self.scale)
+            attn_bias = None
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -179,8 +227,10 @@ class Attention(nn.Module):
             attn_mask=attn_bias,
             dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale)
+        if out.shape[-1] != self.v_dim:
+            out = out[..., :self.v_dim]
         out = out.transpose(1, 2).reshape(B, N, h * self.v_dim)
-        return self.proj_drop(self.proj(out)), AttentionInfo(q, k, self.scale)
+        return self.proj_drop(self.proj(out)), info
 
 
 class Mlp(nn.Module):
@@ -291,20 +341,23 @@ class Block(nn.Module):
         ``'mlp'``); empty without channel pruning."""
         return {**self.attn.compactors(), **self.mlp.compactors()}
 
-    def forward_attn(
-            self,
-            x: Tensor,
-            attn_bias: Optional[Tensor] = None
-    ) -> Tuple[Tensor, AttentionInfo]:
+    def forward_attn(self,
+                     x: Tensor,
+                     attn_bias: Optional[Tensor] = None,
+                     fold: bool = False) -> Tuple[Tensor, AttentionInfo]:
         """Residual attention half: ``(B, N, C) -> (B, N, C)``, plus the
-        attention's :class:`AttentionInfo`."""
-        out, info = self.attn(self.norm1(x), attn_bias)
+        attention's :class:`AttentionInfo` (``fold``: see
+        :meth:`Attention.forward`)."""
+        out, info = self.attn(self.norm1(x), attn_bias, fold)
         return x + self.drop_path(out), info
 
     def forward_mlp(self, x: Tensor) -> Tensor:
         """Residual MLP half: ``(B, N, C) -> (B, N, C)``."""
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward(self, x: Tensor, attn_bias: Optional[Tensor] = None) -> Tensor:
-        x, _ = self.forward_attn(x, attn_bias)
+    def forward(self,
+                x: Tensor,
+                attn_bias: Optional[Tensor] = None,
+                fold: bool = False) -> Tensor:
+        x, _ = self.forward_attn(x, attn_bias, fold)
         return self.forward_mlp(x)

@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import Block as TimmBlock
 
 from cait_mm.core import Attention, Block
+from cait_mm.core.vit_layers import fold_bias
 
 
 def _timm_pair(dim=48, heads=4):
@@ -58,3 +60,35 @@ def test_pruned_head_widths_shape_the_projections():
 def test_dim_must_split_into_heads():
     with pytest.raises(ValueError, match='not divisible by num_heads'):
         Attention(30, 4)
+
+
+@pytest.mark.parametrize('dims', [(12, 12), (6, 10), (16, 8)])
+def test_a_folded_bias_equals_the_bias_as_a_mask(dims):
+    """q' = [q, 1], k' = [k, bias / scale], v' = [v, 0] give the masked
+    attention's output: sizes (log) and padding (-inf), pruned widths."""
+    qk_dim, v_dim = dims
+    torch.manual_seed(0)
+    B, h, N, scale = 2, 3, 9, 0.3
+    q, k = torch.randn(2, B, h, N, qk_dim, dtype=torch.float64)
+    v = torch.randn(B, h, N, v_dim, dtype=torch.float64)
+    bias = torch.rand(B, 1, 1, N, dtype=torch.float64).mul(4).add(1).log()
+    bias[1, ..., 4:6] = -float('inf')
+    expected = F.scaled_dot_product_attention(q, k, v, bias, scale=scale)
+    q2, k2, v2 = fold_bias(q, k, v, bias, scale)
+    assert q2.shape[-1] % 8 == 0 and q2.shape[-1] > max(dims)
+    assert q2.shape[-1] == k2.shape[-1] == v2.shape[-1]
+    out = F.scaled_dot_product_attention(q2, k2, v2, scale=scale)
+    torch.testing.assert_close(out[..., :v_dim], expected)
+    assert not out[..., v_dim:].any()
+
+
+def test_attention_with_a_folded_bias_equals_the_masked_one():
+    attn = Attention(48, 4, qk_dim=8, v_dim=12).eval()
+    x = torch.randn(2, 7, 48)
+    bias = torch.randn(2, 1, 1, 7).abs().log()
+    with torch.no_grad():
+        masked, info = attn(x, bias)
+        folded, info2 = attn(x, bias, fold=True)
+    torch.testing.assert_close(folded, masked, rtol=1e-5, atol=1e-6)
+    # reducers see the unfolded queries and keys
+    assert info2.k.shape == (2, 4, 7, 8) and torch.equal(info2.k, info.k)

@@ -8,9 +8,10 @@ from mmengine.runner import CheckpointLoader
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
-from cait_mm.core import (Block, CompressionSpec, TokenState, block_widths,
-                          channel_groups, compact_block, content_cells,
-                          parse_channel_prune, reducer_config)
+from cait_mm.core import (Block, CompressionSpec, TokenState,
+                          attention_dtype, block_widths, channel_groups,
+                          compact_block, content_cells, parse_channel_prune,
+                          reducer_config)
 from cait_mm.registry import MODELS
 from .compressed_checkpoint import CompressedCheckpoint, load_vit_checkpoint
 from .vit_checkpoint import resize_pos_embed
@@ -57,6 +58,13 @@ class CAITViT(BaseModule):
             a multiple of ``patch_size`` (as mmseg's ViT does with
             ``padding='corner'``); when ``False`` such inputs raise.
         interpolate_mode (str): Mode for resampling position embeddings.
+        attn_bias_mode (str): How the attention bias of a reduced (or
+            padded) sequence enters attention: ``'mask'``, as SDPA's
+            ``attn_mask``; ``'fold'``, folded into an extra head channel
+            (:func:`~cait_mm.core.vit_layers.fold_bias`) so that
+            FlashAttention, which takes no mask, still runs; ``'auto'``:
+            fold on CUDA, mask elsewhere (CPU kernels take the mask at no
+            cost). Equal up to float rounding.
         token_reducer (dict, optional): The token reducer, by the core's
             registry name: ``dict(type='ATME', schedule='deit-s')`` (token
             merging, :class:`cait_mm.core.atme.ATME`) or ``dict(type='TPS',
@@ -92,6 +100,7 @@ class CAITViT(BaseModule):
     """
     num_prefix_tokens = 1  # rows of pos_embed before the patches
     OUT_TYPES = ('featmap', 'cls_token')
+    ATTN_BIAS_MODES = ('auto', 'fold', 'mask')
 
     def __init__(self,
                  arch: Union[None, str, Dict] = None,
@@ -109,6 +118,7 @@ class CAITViT(BaseModule):
                  final_norm: bool = False,
                  pad_to_patch: bool = True,
                  interpolate_mode: str = 'bicubic',
+                 attn_bias_mode: str = 'auto',
                  token_reducer: Optional[Dict] = None,
                  channel_prune: Optional[Dict] = None,
                  channel_widths: Union[None, Dict, Sequence[Dict]] = None,
@@ -143,6 +153,10 @@ class CAITViT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         # read at build time, loaded (once) by init_weights
         self._compressed_file = file
+        if attn_bias_mode not in self.ATTN_BIAS_MODES:
+            raise ValueError(f'attn_bias_mode must be one of '
+                             f'{self.ATTN_BIAS_MODES}, got {attn_bias_mode!r}')
+        self.attn_bias_mode = attn_bias_mode
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'out_type must be one of {self.OUT_TYPES}, got '
                              f'{out_type!r}')
@@ -331,17 +345,20 @@ class CAITViT(BaseModule):
             tuple: ``(i, tokens (B, P + N, C), state)`` after block ``i``.
         """
         prefix = self.num_prefix
-        attn_bias = state.attn_bias(prefix)
+        dtype = attention_dtype(x)
+        fold = self.attn_bias_mode == 'fold' or (
+            self.attn_bias_mode == 'auto' and x.is_cuda)
+        attn_bias = state.attn_bias(prefix, dtype)
         reducer = self.token_reducer
         reduce_at = reducer.blocks if reducer is not None else ()
         for i, block in enumerate(self.blocks):
             if i in reduce_at:
-                x, attn = block.forward_attn(x, attn_bias)
+                x, attn = block.forward_attn(x, attn_bias, fold)
                 x, state = reducer(i, x, attn, state, prefix)
-                attn_bias = state.attn_bias(prefix)
+                attn_bias = state.attn_bias(prefix, dtype)
                 x = block.forward_mlp(x)
             else:
-                x = block(x, attn_bias)
+                x = block(x, attn_bias, fold)
             if self.final_norm and i == self.num_layers - 1:
                 x = self.norm(x)
             yield i, x, state
@@ -373,7 +390,7 @@ class CAITViT(BaseModule):
             if self.out_type == 'cls_token':
                 outs.append(x[:, 0])
                 continue
-            feat = state.to_map(x[:, self.num_prefix:])
+            feat = state.to_map(x, self.num_prefix)
             if keep is not None:
                 feat = feat * keep
             outs.append((feat, x[:, 0]) if self.output_cls_token else feat)

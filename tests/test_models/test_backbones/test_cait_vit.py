@@ -283,3 +283,28 @@ def test_cls_token_output_equals_timm_for_classification(timm_deit_s):
         CAITViT(arch=TINY, out_type='avg_featmap')
     with pytest.raises(ValueError, match='needs with_cls_token'):
         CAITViT(arch=TINY, out_type='cls_token', with_cls_token=False)
+
+
+@pytest.mark.parametrize('reducer, valid_sizes', [
+    (dict(type='ATME', schedule=[(1, 'h', .5), (2, 'v', .5)]), None),
+    (dict(type='ATME', schedule=[(1, 'h', .5), (2, 'v', .5)]),
+     [(64, 96), (40, 50)]),
+    (dict(type='TPS', blocks=(1, 2), keep_ratio=.6, prop_attn=True), None),
+    (dict(type='ToMe', r=5), None),
+])
+def test_a_folded_attention_bias_gives_the_masked_outputs(
+        reducer, valid_sizes):
+    """'fold' (FlashAttention's path on CUDA) equals 'mask' (the CPU's)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 96)
+    outs = {}
+    for mode in ('mask', 'fold'):
+        torch.manual_seed(1)
+        model = CAITViT(arch=TINY, img_size=64, out_indices=(1, 3),
+                        token_reducer=reducer, attn_bias_mode=mode).eval()
+        with torch.no_grad():
+            outs[mode] = model(x, valid_sizes=valid_sizes)
+    for folded, masked in zip(outs['fold'], outs['mask']):
+        torch.testing.assert_close(folded, masked, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="attn_bias_mode must be one of"):
+        CAITViT(arch=TINY, attn_bias_mode='flash')
