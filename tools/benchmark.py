@@ -3,7 +3,8 @@
     python tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
         [--device cpu|cuda] [--backbone-only |
         --part model|network|features|backbone]
-        [--warmup 3] [--repeats 10] [--amp] [--cuda-graph] [--out-dir DIR]
+        [--warmup 3] [--repeats 10] [--amp] [--cuda-graph]
+        [--compile [--compile-mode M]] [--out-dir DIR]
 
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
@@ -21,6 +22,8 @@ EViT's keep ratio):
     python tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \
         --flops-target 0.5 --reducers ATME TPS ToMe EViT --part backbone
 
+With --compile every entry is run through torch.compile (compiled rows
+compare with compiled rows; on CUDA mode 'reduce-overhead' by default).
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.
 """
@@ -34,6 +37,7 @@ import torch
 
 from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark,
                                         matched_entries, to_json, to_markdown)
+from cait_mm.engine.compile import compile_options
 
 
 def parse_args():
@@ -53,6 +57,10 @@ def parse_args():
                         help='autocast: fp16 on CUDA, bf16 on CPU')
     parser.add_argument('--cuda-graph', action='store_true',
                         help='time CUDA-graph replays (backbone/features)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile every entry (static shapes)')
+    parser.add_argument('--compile-mode',
+                        help="default: 'reduce-overhead' on CUDA")
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument(
         '--flops-target', type=float,
@@ -84,18 +92,23 @@ def main():
             entry.label = label
     part = 'backbone' if args.backbone_only else args.part
     shape = tuple(args.shape)
+    compiled = compile_options(args.device, args.compile_mode) \
+        if args.compile else None
     results = benchmark(entries, shape, args.batch_size, part, args.device,
-                        args.warmup, args.repeats, args.amp, args.cuda_graph)
+                        args.warmup, args.repeats, args.amp, args.cuda_graph,
+                        compiled)
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
         device=args.device, amp=args.amp, cuda_graph=args.cuda_graph,
+        compile=compiled,
         warmup=args.warmup,
         repeats=args.repeats, threads=torch.get_num_threads(),
         torch=torch.__version__)
     title = (f'{part} | input {shape[0]}x{shape[1]} | batch '
              f'{args.batch_size} | {args.device}'
              f'{" amp" if args.amp else ""}'
-             f'{" cuda-graph" if args.cuda_graph else ""} | '
+             f'{" cuda-graph" if args.cuda_graph else ""}'
+             f'{" compiled" if args.compile else ""} | '
              f'{torch.get_num_threads()} '
              f'threads | median of {args.repeats}')
     table = to_markdown(results, title)

@@ -1,8 +1,8 @@
 """Test (and evaluate) a cait_mm model, the mmseg/mmdet/mmpretrain way.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
-        [--show] [--show-dir DIR] [--amp] [--cfg-options k=v ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--show] [--show-dir DIR] [--amp] [--compile [--compile-mode M]]
+        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out`` and ``--show-dir`` mean what they mean in the config's task
 (``default_scope``): for mmseg, a directory of predicted label maps and of
@@ -12,7 +12,10 @@ for mmpretrain (ImageNet classification), a ``.pkl`` of the predictions
 The checkpoint is loaded strictly: one that does not fit the config fails,
 listing the missing and unexpected keys. An exported compressed checkpoint
 (``tools/export_compressed.py``) is evaluated with its training config: the
-backbone is built from the file's metadata.
+backbone is built from the file's metadata. ``--compile`` runs the
+backbone, neck and decode head through ``torch.compile``
+(``cait_mm.engine.compile``); heads with proposals and post-processing stay
+eager.
 """
 import argparse
 import functools
@@ -24,7 +27,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import setup_cpu_distributed, teardown_distributed
+from cait_mm.engine import (compile_options, compile_parts,
+                            setup_cpu_distributed, teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.checkpoint_files import CheckpointError, checkpoint_problem
 from cait_mm.utils.dataset_paths import add_input_checks, check_dataset_paths
@@ -55,6 +59,17 @@ def parse_args():
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--amp', action='store_true', help='test with mixed precision')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the backbone, neck and decode head (in place; '
+        "the first batch of each input size compiles; on CUDA mode "
+        "'reduce-overhead', CUDA graphs)")
+    parser.add_argument(
+        '--compile-mode', help="torch.compile mode (default: "
+        "'reduce-overhead' on CUDA, torch's default on CPU)")
+    parser.add_argument(
+        '--compile-backend', default='inductor',
+        help='torch.compile backend')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -140,6 +155,12 @@ def main():
         module, name = DUMPERS[task].rsplit('.', 1)
         dumper = getattr(importlib.import_module(module), name)
         runner.test_evaluator.metrics.append(dumper(out_file_path=args.out))
+    if args.compile:
+        device = next(runner.model.parameters()).device.type
+        parts = compile_parts(
+            runner.model, **compile_options(device, args.compile_mode,
+                                            args.compile_backend))
+        runner.logger.info(f'compiled {", ".join(parts)} with torch.compile')
     runner.test()
     teardown_distributed()
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from cait_mm.core import TOKEN_REDUCERS
 from cait_mm.core.spec import parse_arch
+from cait_mm.engine.compile import COMPILED_PARTS, compile_parts
 from .complexity import count_flops, count_params
 from .model_from_config import build_model
 from .op_count import count_ops
@@ -190,12 +191,24 @@ def benchmark(entries: Sequence[Entry],
               repeats: int = 10,
               amp: bool = False,
               cuda_graph: bool = False,
+              compile: Optional[Dict] = None,
               log: Callable[[str], None] = print) -> List[Result]:
     """Measure every entry on the same random input; ratios to entry 0.
 
     With ``cuda_graph`` each entry's forward is timed as CUDA-graph replays
-    (:func:`cuda_graphed`; ``part`` 'backbone' or 'features').
+    (:func:`cuda_graphed`; ``part`` 'backbone' or 'features'). With
+    ``compile`` (``torch.compile`` options,
+    :func:`~cait_mm.engine.compile.compile_options`) every entry's backbone
+    (and, beyond ``part='backbone'``, neck and decode head) is compiled
+    after its operators are counted, so compiled rows compare with compiled
+    rows; the warm-up runs compile.
     """
+    if compile is not None and cuda_graph:
+        raise ValueError("compile and cuda_graph: use compile's mode="
+                         "'reduce-overhead' (CUDA graphs) instead")
+    if compile is not None and warmup < 1:
+        raise ValueError('compile needs warmup >= 1: the first call '
+                         'compiles')
     if part not in PARTS:
         raise ValueError(f'part must be one of {PARTS}, got {part!r}')
     if cuda_graph and (not device.startswith('cuda')
@@ -205,7 +218,7 @@ def benchmark(entries: Sequence[Entry],
                          'or post-processing are not capturable)')
     torch.manual_seed(0)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
-    runs, results = [], []
+    runs, results, models = [], [], []
     for entry in entries:
         model = build_model(entry.config, entry.overrides, device)
         run, counted = part_fn(model, part, batch_size, shape)
@@ -214,6 +227,7 @@ def benchmark(entries: Sequence[Entry],
                               model)
         results.append(Result(entry.name, part, flops, params, 0., 0.))
         runs.append(run)
+        models.append(model)
         log(f'built {entry.name}: {flops / 1e9:.2f} GFLOPs/image, '
             f'{results[-1].params / 1e6:.2f} M params')
     autocast = torch.autocast(
@@ -227,6 +241,10 @@ def benchmark(entries: Sequence[Entry],
             result.ops, result.kernels = ops.top_level, ops.kernels
         if cuda_graph:
             runs = [cuda_graphed(run, inputs) for run in runs]
+        if compile is not None:
+            for model in models:
+                compile_parts(model, ('backbone', ) if part == 'backbone'
+                              else COMPILED_PARTS, **compile)
         for run in runs:
             for _ in range(warmup):
                 run(inputs)

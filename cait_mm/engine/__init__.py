@@ -1,4 +1,5 @@
 """Runtime pieces on top of MMEngine (imported lazily by the registries)."""
+from .compile import COMPILED_PARTS, compile_options, compile_parts
 from .cpu_distributed import (CPUDistributedDataParallel,
                               setup_cpu_distributed, teardown_distributed)
 from .hooks import CDCPHook, SafeCheckpointHook
@@ -6,7 +7,8 @@ from .optimizers import LayerDecayOptimizerConstructor
 from .strict_load import strict_load_from
 
 __all__ = [
-    'CDCPHook', 'CPUDistributedDataParallel',
+    'CDCPHook', 'COMPILED_PARTS', 'CPUDistributedDataParallel',
     'LayerDecayOptimizerConstructor', 'SafeCheckpointHook',
-    'setup_cpu_distributed', 'strict_load_from', 'teardown_distributed'
+    'compile_options', 'compile_parts', 'setup_cpu_distributed',
+    'strict_load_from', 'teardown_distributed'
 ]

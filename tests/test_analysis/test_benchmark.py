@@ -83,3 +83,22 @@ def test_matched_entries_set_each_reducer_for_the_flops_target():
             type='ToMe', r=16, blocks=list(range(12)))
     with pytest.raises(ValueError, match='Unknown token reducer "X"'):
         matched_entries(config, (224, 224), 0.5, ['X'])
+
+
+def test_compiled_rows_compare_compiled_with_compiled():
+    """Every row's backbone and neck go through torch.compile, after the
+    eager operator count; the first warm-up call compiles."""
+    from torch._dynamo.testing import CompileCounter
+    counter = CompileCounter()
+    torch._dynamo.reset()
+    results = benchmark([Entry(CONFIG), Entry(CONFIG, MERGE)], (64, 96),
+                        part='features', warmup=1, repeats=1,
+                        compile=dict(backend=counter, dynamic=False),
+                        log=lambda _: None)
+    # both backbones; the necks are alike, so the second reuses the graph
+    assert counter.frame_count == 3
+    dense, merged = results
+    assert 0 < dense.ops < merged.ops and merged.images_per_s > 0
+    with pytest.raises(ValueError, match='warmup'):
+        benchmark([Entry(CONFIG)], (64, 96), warmup=0,
+                  compile=dict(backend=counter))

@@ -129,3 +129,28 @@ def test_token_merging_trains_and_tests_through_the_tools(
             *_data_options(demo_data)
         ])
         assert 'mIoU' in proc.stdout + proc.stderr
+
+
+def _metrics(work_dir):
+    return json.loads(open(next(work_dir.glob('*/*.json')),
+                           encoding='utf-8').readlines()[-1])
+
+
+def test_tools_test_compile_gives_the_eager_scores(trained, demo_data,
+                                                   tmp_path):
+    """--compile (inductor) runs the backbone with ATME and the decode head
+    compiled: the same predictions, so the same scores."""
+    root, _ = trained
+    scores = {}
+    for name, extra in (('eager', []), ('compiled', ['--compile'])):
+        proc = run_tool([
+            'tools/test.py', CONFIG,
+            str(root / 'a' / 'iter_4.pth'), '--work-dir',
+            str(tmp_path / name), *extra, '--cfg-options', *ATME,
+            *_data_options(demo_data)
+        ])
+        scores[name] = _metrics(tmp_path / name)
+    assert 'compiled backbone, decode_head' in proc.stdout + proc.stderr
+    for key in ('aAcc', 'mIoU', 'mAcc'):
+        assert scores['compiled'][key] == pytest.approx(
+            scores['eager'][key], abs=0.02)
