@@ -4,7 +4,7 @@
         [--device cpu|cuda] [--backbone-only |
         --part model|network|features|backbone]
         [--warmup 3] [--repeats 10] [--amp] [--cuda-graph]
-        [--compile [--compile-mode M]] [--out-dir DIR]
+        [--compile [--compile-mode M] | --onnx] [--out-dir DIR]
 
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
@@ -23,7 +23,9 @@ EViT's keep ratio):
         --flops-target 0.5 --reducers ATME TPS ToMe EViT --part backbone
 
 With --compile every entry is run through torch.compile (compiled rows
-compare with compiled rows; on CUDA mode 'reduce-overhead' by default).
+compare with compiled rows; on CUDA mode 'reduce-overhead' by default);
+with --onnx every entry's part is exported to ONNX and timed in ONNX
+Runtime (CPU; parts backbone, features and network).
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.
 """
@@ -61,6 +63,8 @@ def parse_args():
                         help='torch.compile every entry (static shapes)')
     parser.add_argument('--compile-mode',
                         help="default: 'reduce-overhead' on CUDA")
+    parser.add_argument('--onnx', action='store_true',
+                        help='time ONNX Runtime (CPU) instead of PyTorch')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument(
         '--flops-target', type=float,
@@ -96,11 +100,11 @@ def main():
         if args.compile else None
     results = benchmark(entries, shape, args.batch_size, part, args.device,
                         args.warmup, args.repeats, args.amp, args.cuda_graph,
-                        compiled)
+                        compiled, args.onnx)
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
         device=args.device, amp=args.amp, cuda_graph=args.cuda_graph,
-        compile=compiled,
+        compile=compiled, onnx=args.onnx,
         warmup=args.warmup,
         repeats=args.repeats, threads=torch.get_num_threads(),
         torch=torch.__version__)
@@ -108,7 +112,8 @@ def main():
              f'{args.batch_size} | {args.device}'
              f'{" amp" if args.amp else ""}'
              f'{" cuda-graph" if args.cuda_graph else ""}'
-             f'{" compiled" if args.compile else ""} | '
+             f'{" compiled" if args.compile else ""}'
+             f'{" onnxruntime" if args.onnx else ""} | '
              f'{torch.get_num_threads()} '
              f'threads | median of {args.repeats}')
     table = to_markdown(results, title)

@@ -192,6 +192,7 @@ def benchmark(entries: Sequence[Entry],
               amp: bool = False,
               cuda_graph: bool = False,
               compile: Optional[Dict] = None,
+              onnx: bool = False,
               log: Callable[[str], None] = print) -> List[Result]:
     """Measure every entry on the same random input; ratios to entry 0.
 
@@ -201,8 +202,15 @@ def benchmark(entries: Sequence[Entry],
     :func:`~cait_mm.engine.compile.compile_options`) every entry's backbone
     (and, beyond ``part='backbone'``, neck and decode head) is compiled
     after its operators are counted, so compiled rows compare with compiled
-    rows; the warm-up runs compile.
+    rows; the warm-up runs compile. With ``onnx`` every entry's ``part``
+    (backbone, features or a segmentor's network) is exported to ONNX and
+    timed in ONNX Runtime on the CPU, with as many threads as torch.
     """
+    if onnx and (part == 'model' or not device == 'cpu' or compile
+                 or cuda_graph):
+        raise ValueError("onnx times part 'backbone', 'features' or "
+                         "'network' on the CPU, without compile or "
+                         'cuda_graph')
     if compile is not None and cuda_graph:
         raise ValueError("compile and cuda_graph: use compile's mode="
                          "'reduce-overhead' (CUDA graphs) instead")
@@ -241,6 +249,8 @@ def benchmark(entries: Sequence[Entry],
             result.ops, result.kernels = ops.top_level, ops.kernels
         if cuda_graph:
             runs = [cuda_graphed(run, inputs) for run in runs]
+        if onnx:
+            runs = _onnx_runs(models, part, inputs, log)
         if compile is not None:
             for model in models:
                 compile_parts(model, ('backbone', ) if part == 'backbone'
@@ -265,6 +275,28 @@ def benchmark(entries: Sequence[Entry],
         result.speedup = result.images_per_s / results[0].images_per_s
         result.flops_ratio = results[0].flops / max(result.flops, 1)
     return results
+
+
+def _onnx_runs(models: Sequence[nn.Module], part: str,
+               inputs: torch.Tensor, log: Callable[[str], None]
+               ) -> List[Callable]:
+    """Each model's ``part`` exported to ONNX and checked; callables that
+    run it in ONNX Runtime."""
+    import tempfile
+
+    from cait_mm.deploy import (PartForward, check_onnx, export_onnx,
+                                onnx_session, run_onnx)
+    folder = tempfile.mkdtemp(prefix='cait_mm_onnx_')
+    array = inputs.cpu().numpy()
+    runs = []
+    for i, model in enumerate(models):
+        module = PartForward(model, part)
+        path = export_onnx(module, inputs, f'{folder}/{i}.onnx')
+        session = onnx_session(path, torch.get_num_threads())
+        log(f'entry {i}: ONNX Runtime vs PyTorch max abs difference '
+            f'{check_onnx(module, session, inputs):.1e}')
+        runs.append(lambda _, session=session: run_onnx(session, array))
+    return runs
 
 
 def to_markdown(results: Sequence[Result], setting: str) -> str:

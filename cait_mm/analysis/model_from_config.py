@@ -17,11 +17,15 @@ def build_model(config: str,
 
     Without ``checkpoint`` no weights are loaded at all (speed and FLOPs
     need none, and pretrained files may be absent); with it, the
-    checkpoint is loaded strictly.
+    checkpoint is loaded strictly (an exported compressed checkpoint with
+    its training config: the backbone is built from its metadata).
     """
     cfg = Config.fromfile(config)
     if overrides:
         cfg.merge_from_dict(overrides)
+    if checkpoint is not None:
+        from cait_mm.models.backbones import configure_compressed_backbone
+        configure_compressed_backbone(cfg, checkpoint)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
