@@ -64,38 +64,47 @@ def pair_similarity(keys: Tensor, num_prefix: int, grid: Tuple[int, int],
 
 
 class LinePlan(NamedTuple):
-    """Where every token of every line goes; small integer tensors only.
+    """Where every token of every line of a padded batch goes; small
+    integer tensors only.
 
     Attributes:
         pairs (Tensor): ``(B, L, R)``, the pair index ``j`` of the pairs
             ``(2j, 2j+1)`` that may merge, ``R = total``.
-        merged_pair (Tensor, optional): ``(B, 1, R)`` bool, which of those
-            really merge (padded batches); ``None`` when all do.
+        merged_pair (Tensor): ``(B, 1, R)`` bool, which of those really
+            merge.
         newpos (Tensor): ``(B, L, M)``, the position in its line that holds
             each old token after the merge (an odd token merged into its
             neighbour shares the neighbour's).
         index (Tensor): ``(B, L, M - R)``, the old position of each new
             token.
-        merged (Tensor, optional): ``(B,)``, the content pairs merged per
-            line of each image of a padded batch; ``None`` when nothing is
-            padded (every line merges ``total``).
+        merged (tuple): Per image, the content pairs merged per line (host
+            ints).
         total (int): ``R``, the tokens every line of the batch loses.
     """
     pairs: Tensor
-    merged_pair: Optional[Tensor]
+    merged_pair: Tensor
     newpos: Tensor
     index: Tensor
-    merged: Optional[Tensor]
+    merged: Tuple[int, ...]
     total: int
 
 
-def plan_lines(sim: Tensor,
-               ratio: float,
-               length: int,
-               line_mode: bool,
-               valid_len: Optional[Tensor] = None,
-               valid_lines: Optional[Tensor] = None) -> LinePlan:
-    """Choose the pairs to merge in every line and where tokens go.
+def _on_device(values: Sequence[int], device: torch.device) -> Tensor:
+    """``torch.tensor(values)`` on ``device``, once per values and device
+    (a copy from the host in every forward would wait for the device)."""
+    values = tuple(values)
+    return shape_cached(('host_ints', values, device),
+                        lambda: torch.tensor(values, device=device))
+
+
+def plan_lines(sim: Tensor, ratio: float, length: int, line_mode: bool,
+               valid_len: Sequence[int],
+               valid_lines: Sequence[int]) -> LinePlan:
+    """Choose the pairs to merge in every line of a padded batch and where
+    tokens go.
+
+    Counts come from the content sizes, host ints: nothing is read back
+    from the device.
 
     Args:
         sim (Tensor): ``(B, L, P)`` pair similarities, ``P = length // 2``.
@@ -103,53 +112,41 @@ def plan_lines(sim: Tensor,
         length (int): Tokens per line ``M``.
         line_mode (bool): The same pairs in every line, chosen by similarity
             averaged along the line.
-        valid_len (Tensor, optional): ``(B,)`` content length along a line.
-        valid_lines (Tensor, optional): ``(B,)`` content lines.
+        valid_len (Sequence[int]): Per image, the content length along a
+            line.
+        valid_lines (Sequence[int]): Per image, the content lines.
     """
     B, L, P = sim.shape
     M = length
     device = sim.device
-    if valid_len is None:
-        # Counts follow from the shape alone: no host sync, so the merge can
-        # be captured in a CUDA graph.
-        merged, total = None, num_merges(ratio, M)
-    else:
-        # num_merges() per image (float64 rounds as Python does); the host
-        # sync for the batch's largest count is the price of padding.
-        merged = torch.floor(ratio * (valid_len // 2).double() + 0.5).long()
-        total = int(merged.max()) if B else 0
+    counts = tuple(num_merges(ratio, n) for n in valid_len)
+    total = max(counts, default=0)
+    merged = _on_device(counts, device)
+    lengths = _on_device(valid_len, device)
     if line_mode:
-        if valid_lines is None:
-            sim = sim.mean(1, keepdim=True)
-        else:
-            lines = torch.arange(L, device=device)
-            line_ok = lines[None] < valid_lines[:, None]
-            sim = (sim * line_ok[..., None]).sum(1, keepdim=True) \
-                / valid_lines[:, None, None]
-    if valid_len is not None:
-        pair_ok = torch.arange(P, device=device)[None] < (valid_len //
-                                                          2)[:, None]
-        sim = sim.masked_fill(~pair_ok[:, None], float('-inf'))
+        lines = _on_device(valid_lines, device)
+        line_ok = torch.arange(L, device=device)[None] < lines[:, None]
+        sim = (sim * line_ok[..., None]).sum(1, keepdim=True) \
+            / lines[:, None, None]
+    pair_ok = torch.arange(P, device=device)[None] < (lengths // 2)[:, None]
+    sim = sim.masked_fill(~pair_ok[:, None], float('-inf'))
     pairs = sim.argsort(dim=-1, descending=True,
                         stable=True)[..., :total].expand(B, L, total)
-    merged_pair = None if valid_len is None else (
-        torch.arange(total, device=device)[None, None] < merged[:, None,
-                                                                None])
+    merged_pair = torch.arange(total, device=device)[None, None] < \
+        merged[:, None, None]
 
     # A token stays unless it is the odd half of a merged pair, or one of
     # the padding tokens dropped so that every line loses ``total``.
     drop = torch.zeros(B, L, M, dtype=torch.bool, device=device)
     odd = 2 * pairs + 1
-    drop.scatter_(-1, odd, torch.ones_like(odd, dtype=torch.bool)
-                  if merged_pair is None else merged_pair.expand_as(odd))
-    if valid_len is not None:
-        drop_pad = total - merged  # (B,), fits in the padding (module doc)
-        drop |= torch.arange(M, device=device)[None, None] >= (
-            M - drop_pad)[:, None, None]
+    drop.scatter_(-1, odd, merged_pair.expand_as(odd))
+    drop_pad = total - merged  # (B,), fits in the padding (module doc)
+    drop |= torch.arange(M, device=device)[None, None] >= (
+        M - drop_pad)[:, None, None]
     keep = ~drop
     newpos = keep.cumsum(-1) - 1
     index = drop.to(torch.uint8).argsort(dim=-1, stable=True)[..., :M - total]
-    return LinePlan(pairs, merged_pair, newpos, index, merged, total)
+    return LinePlan(pairs, merged_pair, newpos, index, counts, total)
 
 
 class MergeTables(NamedTuple):
@@ -387,8 +384,8 @@ class ATME(TokenReducer):
             ratio,
             M,
             line_mode=self.granularity == 'line',
-            valid_len=None if valid is None else valid[:, axis],
-            valid_lines=None if valid is None else valid[:, line_axis])
+            valid_len=[cell[axis] for cell in valid],
+            valid_lines=[cell[line_axis] for cell in valid])
         M2 = M - plan.total
         shape = (M2, W) if vertical else (H, M2)
 
@@ -424,11 +421,10 @@ class ATME(TokenReducer):
         s_even, s_odd = size.gather(1, even), size.gather(1, odd)
         target = new(plan.newpos.gather(2, even_pos)).reshape(B, -1)
         target_rows = flat_index(target + num_prefix, num_prefix + M2 * L)
-        if plan.merged_pair is not None:
-            merging = plan.merged_pair.expand_as(plan.pairs).reshape(B, -1)
-            s_odd = s_odd * merging
-            target_rows = torch.where(merging.flatten(), target_rows,
-                                      out.shape[0] - 1)
+        merging = plan.merged_pair.expand_as(plan.pairs).reshape(B, -1)
+        s_odd = s_odd * merging
+        target_rows = torch.where(merging.flatten(), target_rows,
+                                  out.shape[0] - 1)
         weight = (s_odd / (s_even + s_odd)).to(x.dtype).reshape(-1, 1)
         even_x = flat.index_select(0, flat_index(even + num_prefix, T))
         odd_x = flat.index_select(0, flat_index(odd + num_prefix, T))
@@ -439,12 +435,12 @@ class ATME(TokenReducer):
         moved = grid_order(new(plan.newpos))  # (B, H*W) old -> new index
         source = moved if state.source is None else moved.gather(
             1, state.source)
-        if valid is not None:
-            valid = valid.clone()
-            valid[:, axis] -= plan.merged
+        valid = tuple((h - m, w) if vertical else (h, w - m)
+                      for (h, w), m in zip(valid, plan.merged))
         return out.view(B, num_prefix + M2 * L, C), TokenState(
             grid_size=state.grid_size,
             shape=shape,
             size=new_size,
             source=source,
-            valid_shape=valid)
+            valid_shape=valid,
+            device=state.device)

@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .batch_rows import shape_cached
+
 Cells = List[Tuple[int, int]]
 
 
@@ -54,15 +56,28 @@ def scale_cells(cells: Cells, scale: float) -> Cells:
     return [(math.ceil(h * scale), math.ceil(w * scale)) for h, w in cells]
 
 
-def content_mask(cells: Tensor, shape: Tuple[int, int]) -> Tensor:
+def content_mask(cells: Sequence[Tuple[int, int]], shape: Tuple[int, int],
+                 device: Optional[torch.device] = None) -> Tensor:
     """``(B, H, W)`` bool, True on each image's top-left content.
 
+    Built once per set of contents, grid and device (the batch's sizes are
+    host ints: nothing is read back from the device, and a CUDA graph or
+    compiled graph can be captured for a fixed set of sizes).
+
     Args:
-        cells (Tensor): ``(B, 2)`` long, the content ``(h, w)`` per image.
+        cells (Sequence[tuple]): The content ``(h, w)`` of each image.
         shape (tuple): ``(H, W)`` of the grid.
+        device (torch.device, optional): Where the mask lives.
     """
-    H, W = shape
-    rows = torch.arange(H, device=cells.device)
-    cols = torch.arange(W, device=cells.device)
-    return (rows[None, :, None] < cells[:, 0, None, None]) \
-        & (cols[None, None, :] < cells[:, 1, None, None])
+    cells = tuple((int(h), int(w)) for h, w in cells)
+    shape = tuple(shape)
+
+    def build() -> Tensor:
+        H, W = shape
+        sizes = torch.tensor(cells, device=device).view(-1, 2)
+        rows = torch.arange(H, device=device)
+        cols = torch.arange(W, device=device)
+        return (rows[None, :, None] < sizes[:, 0, None, None]) \
+            & (cols[None, None, :] < sizes[:, 1, None, None])
+
+    return shape_cached(('content_mask', cells, shape, device), build)

@@ -1,12 +1,12 @@
 """Book-keeping for patch tokens that token reducers merge or prune."""
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batch_rows import flat_index
+from .batch_rows import flat_index, shape_cached
 from .padding import content_mask
 
 
@@ -26,16 +26,19 @@ class TokenState:
         source (Tensor, optional): ``(B, H0 * W0)`` long, the index of the
             current token that holds each original patch; ``None`` while the
             map is the identity.
-        valid_shape (Tensor, optional): ``(B, 2)`` long, the current
-            ``(h, w)`` of each image's real content in a padded batch: the
+        valid_shape (tuple, optional): Per image, the current ``(h, w)``
+            of its real content in a padded batch, as host ints: the
             top-left ``h x w`` tokens of the grid; the rest is padding, which
             attention ignores. ``None`` when nothing is padded.
+        device (torch.device, optional): Where the padding mask is built
+            (padded batches).
     """
     grid_size: Tuple[int, int]
     shape: Optional[Tuple[int, int]] = None
     size: Optional[Tensor] = None
     source: Optional[Tensor] = None
-    valid_shape: Optional[Tensor] = None
+    valid_shape: Optional[Tuple[Tuple[int, int], ...]] = None
+    device: Optional[torch.device] = None
     # what restore() selects and the attention bias, built once per state:
     # (sequence length, prefix, rows), (prefix, dtype, bias)
     _restore_rows: Optional[tuple] = field(
@@ -46,18 +49,25 @@ class TokenState:
     @classmethod
     def from_grid(cls,
                   grid_size: Tuple[int, int],
-                  valid_shape: Optional[Tensor] = None) -> 'TokenState':
-        """State of an unreduced ``(H0, W0)`` grid."""
+                  valid_shape: Optional[Sequence[Tuple[int, int]]] = None,
+                  device: Optional[torch.device] = None) -> 'TokenState':
+        """State of an unreduced ``(H0, W0)`` grid (``valid_shape``: each
+        image's content grid in a padded batch)."""
         return cls(
             grid_size=tuple(grid_size),
             shape=tuple(grid_size),
-            valid_shape=valid_shape)
+            valid_shape=None if valid_shape is None else tuple(
+                (int(h), int(w)) for h, w in valid_shape),
+            device=device)
 
     def padding_mask(self) -> Optional[Tensor]:
         """``(B, N)`` bool, True for padding tokens; needs a grid."""
         if self.valid_shape is None:
             return None
-        return ~content_mask(self.valid_shape, self.shape).flatten(1)
+        return shape_cached(
+            ('padding_mask', self.valid_shape, self.shape, self.device),
+            lambda: ~content_mask(self.valid_shape, self.shape,
+                                  self.device).flatten(1))
 
     def attn_bias(self, num_prefix_tokens: int,
                   dtype: Optional[torch.dtype] = None) -> Optional[Tensor]:

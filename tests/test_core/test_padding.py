@@ -1,7 +1,6 @@
 """The one place that knows where each image's content lies in a padded
 batch: content grids from pixel sizes, scaled grids and masks."""
 import pytest
-import torch
 
 from cait_mm.core import content_cells, content_mask, scale_cells
 
@@ -20,6 +19,6 @@ def test_content_cells_round_partial_patches_up():
 def test_scaled_cells_and_masks():
     assert scale_cells([(3, 5), (4, 1)], 0.5) == [(2, 3), (2, 1)]
     assert scale_cells([(3, 5)], 4.0) == [(12, 20)]
-    mask = content_mask(torch.tensor([[1, 2], [2, 3]]), (2, 3))
+    mask = content_mask([(1, 2), (2, 3)], (2, 3))
     assert mask.tolist() == [[[True, True, False], [False, False, False]],
                              [[True, True, True], [True, True, True]]]

@@ -444,7 +444,7 @@ def test_bad_forward_input_raises():
     with pytest.raises(ValueError, match='not in block 1'):
         tps(1, x, one_hot_attention([[1., 2., 3., 4.]]),
             TokenState.from_grid((2, 2)), 1)
-    padded = TokenState.from_grid((2, 2), valid_shape=torch.tensor([[1, 2]]))
+    padded = TokenState.from_grid((2, 2), valid_shape=[(1, 2)])
     with pytest.raises(NotImplementedError, match='padded batches'):
         tps(0, x, one_hot_attention([[1., 2., 3., 4.]]), padded, 1)
     with pytest.raises(ValueError, match='no prefix token'):

@@ -190,6 +190,7 @@ class CAITViT(BaseModule):
             torch.zeros(1, self.num_prefix_tokens + self.pos_grid[0] *
                         self.pos_grid[1], embed_dims))
         self.pos_drop = nn.Dropout(drop_rate)
+        self._pos_cache: Dict[Tuple[int, int], tuple] = {}
 
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
         groups = parse_channel_prune(channel_prune)
@@ -295,19 +296,41 @@ class CAITViT(BaseModule):
         def resized(size):
             if tuple(size) == self.pos_grid:
                 return self.pos_embed[:, P:]
-            return resize_pos_embed(self.pos_embed, size, P,
-                                    self.interpolate_mode,
-                                    old_grid=self.pos_grid)[:, P:]
+            return self._resized_pos_embed(tuple(size))[:, P:]
 
         if cells is None:
             return resized(grid)
         C = self.embed_dims
         pos = self.pos_embed.new_zeros(len(cells), grid[0], grid[1], C)
-        for size in sorted(set(cells)):
-            images = [b for b, cell in enumerate(cells) if cell == size]
-            pos[images, :size[0], :size[1]] = resized(size).view(
-                1, size[0], size[1], C)
+        sizes = {size: resized(size).view(size[0], size[1], C)
+                 for size in sorted(set(cells))}
+        # one slice write per image: an index list would be copied to the
+        # device in every forward
+        for b, (h, w) in enumerate(cells):
+            pos[b, :h, :w] = sizes[(h, w)]
         return pos.flatten(1, 2)
+
+    def _resized_pos_embed(self, grid: Tuple[int, int]) -> Tensor:
+        """``pos_embed`` resampled to ``grid``; kept per grid while the
+        weights do not change and no gradient is needed (inference at a
+        size other than ``img_size``: no resampling in every forward)."""
+        pos = self.pos_embed
+        if (torch.is_grad_enabled() and pos.requires_grad) \
+                or torch.compiler.is_compiling():
+            return resize_pos_embed(pos, grid, self.num_prefix_tokens,
+                                    self.interpolate_mode,
+                                    old_grid=self.pos_grid)
+        # the version counts in-place updates (optimizer steps, loading)
+        key = (grid, self.interpolate_mode, pos.device, pos.dtype,
+               pos.data_ptr(), pos._version)
+        cached = self._pos_cache.get(grid)
+        if cached is None or cached[0] != key:
+            if len(self._pos_cache) >= 16:
+                self._pos_cache.clear()
+            cached = self._pos_cache[grid] = (key, resize_pos_embed(
+                pos, grid, self.num_prefix_tokens, self.interpolate_mode,
+                old_grid=self.pos_grid))
+        return cached[1]
 
     def embed(self, x: Tensor, valid_sizes=None) -> Tuple[Tensor, TokenState]:
         """Images ``(B, 3, H, W)`` -> tokens ``(B, P + h*w, C)`` and the
@@ -328,9 +351,7 @@ class CAITViT(BaseModule):
         if self.with_cls_token:
             cls = self.cls_token + self.pos_embed[:, :self.num_prefix_tokens]
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
-        valid_shape = None if cells is None else torch.tensor(
-            cells, device=x.device)
-        return self.pos_drop(x), TokenState.from_grid(grid, valid_shape)
+        return self.pos_drop(x), TokenState.from_grid(grid, cells, x.device)
 
     def run_blocks(self, x: Tensor, state: TokenState
                    ) -> Iterator[Tuple[int, Tensor, TokenState]]:

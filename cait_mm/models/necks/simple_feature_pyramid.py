@@ -2,7 +2,6 @@
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
@@ -165,7 +164,7 @@ class SimpleFeaturePyramid(BaseModule):
             if all(h >= H and w >= W for h, w in size):
                 masks.append(None)
                 continue
-            mask = content_mask(torch.tensor(size, device=ref.device), (H, W))
+            mask = content_mask(size, (H, W), ref.device)
             masks.append(mask.unsqueeze(1).to(ref.dtype))
         return masks
 

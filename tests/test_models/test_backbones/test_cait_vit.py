@@ -308,3 +308,26 @@ def test_a_folded_attention_bias_gives_the_masked_outputs(
         torch.testing.assert_close(folded, masked, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="attn_bias_mode must be one of"):
         CAITViT(arch=TINY, attn_bias_mode='flash')
+
+
+def test_position_embeddings_resampled_once_per_size_and_weights():
+    """Inference at another size resamples pos_embed once; new weights (an
+    in-place load) are seen at once; training resamples with gradient."""
+    model = CAITViT(arch=TINY, img_size=64, out_indices=(3, )).eval()
+    x = torch.randn(1, 3, 48, 80)
+    with torch.no_grad():
+        first = model(x)[0]
+        assert len(model._pos_cache) == 1
+        again = model(x)[0]
+        assert torch.equal(first, again)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        state['pos_embed'].mul_(3)
+        model.load_state_dict(state)
+        changed = model(x)[0]
+    fresh = CAITViT(arch=TINY, img_size=64, out_indices=(3, )).eval()
+    fresh.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(changed, fresh(x)[0], rtol=0, atol=0)
+    model.train()
+    model(x)[0].sum().backward()
+    assert model.pos_embed.grad is not None and model.pos_embed.grad.any()

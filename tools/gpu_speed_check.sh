@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The speed issue's GPU checks in one run (a few minutes on an H100):
+# the CUDA tests, then DeiT-S 224 backbones at batch 64 and 256 and the
+# whole UperNet at 512 batch 8, each eager and compiled (reduce-overhead,
+# CUDA graphs), fp16 autocast; ratios to the dense row of the same run.
+#
+#   bash tools/gpu_speed_check.sh [OUT_DIR]     (default work_dirs/gpu_speed)
+#
+# Tables land in OUT_DIR as Markdown and JSON (tools/benchmark.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=${1:-work_dirs/gpu_speed}
+mkdir -p "$OUT"
+"$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else
+    "no CUDA device: this script measures the GPU")'
+
+"$PY" -m pytest -q tests/test_models/test_backbones/test_cait_vit_cuda.py \
+    2>&1 | tee "$OUT/cuda_tests.txt"
+
+D=configs/upernet/upernet_deit_s_ade20k.py
+R=model.backbone.token_reducer
+ATME="$D@$R.type=ATME@$R.schedule=deit-s"
+TPS="$D@$R.type=TPS@$R.blocks=[3,6,9]@$R.keep_ratio=0.7"
+LABELS=(--labels deit-s atme tps)
+bench() {
+    "$PY" tools/benchmark.py "$D" "$ATME" "$TPS" "${LABELS[@]}" \
+        --device cuda --amp --out-dir "$OUT" "$@" 2>&1 | grep -v '^repeat'
+}
+for batch in 64 256; do
+    bench --part backbone --shape 224 224 --batch-size "$batch" \
+        --warmup 5 --repeats 20
+    bench --part backbone --shape 224 224 --batch-size "$batch" \
+        --warmup 5 --repeats 20 --compile
+done
+bench --part model --shape 512 512 --batch-size 8 --warmup 3 --repeats 10
+bench --part model --shape 512 512 --batch-size 8 --warmup 3 \
+    --repeats 10 --compile
