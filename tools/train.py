@@ -1,7 +1,8 @@
 """Train a cait_mm model, the mmseg/mmdet/mmpretrain way.
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [CKPT]]
-        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--compile [--compile-mode M]] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
 
 The task (segmentation, detection, ImageNet classification) follows from the
 config's ``default_scope``; everything else is MMEngine's Runner, with three
@@ -11,6 +12,12 @@ architecture fails before training, listing the keys that do not fit);
 ``last_checkpoint`` names or, when that one is missing or broken, from the
 newest complete one (and says so); and every pipeline checks its samples
 (label ids within the head's classes, finite pixels; ``cait_mm.CheckInputs``).
+
+``--compile`` runs the backbone, neck and decode head forwards (and so their
+backward) through ``torch.compile`` (``cait_mm.engine.compile``); losses,
+data samples and the optimizer stay eager. MMEngine's ``compile`` config key
+compiles the whole ``train_step`` instead, optimizer step included, which
+torch 2.13's compiler fails on (an internal error in the optimizer step).
 """
 import argparse
 import os
@@ -20,7 +27,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import (setup_cpu_distributed, strict_load_from,
+from cait_mm.engine import (compile_options, compile_parts,
+                            setup_cpu_distributed, strict_load_from,
                             teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.checkpoint_files import find_resume_checkpoint
@@ -35,6 +43,15 @@ def parse_args():
         '--amp',
         action='store_true',
         help='enable automatic mixed precision training (needs a GPU)')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the backbone, neck and decode head forwards')
+    parser.add_argument(
+        '--compile-mode', help="torch.compile mode (default: "
+        "'reduce-overhead' on CUDA, torch's default on CPU)")
+    parser.add_argument(
+        '--compile-backend', default='inductor',
+        help='torch.compile backend')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -95,6 +112,12 @@ def main():
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     strict_load_from(runner)
+    if args.compile:
+        device = next(runner.model.parameters()).device.type
+        parts = compile_parts(
+            runner.model, **compile_options(device, args.compile_mode,
+                                            args.compile_backend))
+        runner.logger.info(f'compiled {", ".join(parts)} with torch.compile')
     runner.train()
     teardown_distributed()
 

@@ -154,3 +154,22 @@ def test_tools_test_compile_gives_the_eager_scores(trained, demo_data,
     for key in ('aAcc', 'mIoU', 'mAcc'):
         assert scores['compiled'][key] == pytest.approx(
             scores['eager'][key], abs=0.02)
+
+
+def _losses(work_dir):
+    scalars = next(work_dir.glob('*/vis_data/scalars.json'))
+    return [json.loads(line)['loss'] for line in open(scalars)
+            if '"loss"' in line]
+
+
+def test_tools_train_compile_trains_the_same(trained, demo_data, tmp_path):
+    """--compile (AOTAutograd here, for time; inductor in the docs' runs):
+    backbone and decode head forwards and backwards compiled, the same
+    losses as eager."""
+    root, _ = trained
+    proc = _train(tmp_path / 'compiled', demo_data, 4, '--compile',
+                  '--compile-backend', 'aot_eager')
+    assert 'compiled backbone, decode_head' in proc.stdout + proc.stderr
+    compiled, eager = _losses(tmp_path / 'compiled'), _losses(root / 'a')
+    assert len(compiled) == len(eager) == 4
+    assert compiled == pytest.approx(eager, rel=1e-4)
