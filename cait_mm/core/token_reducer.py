@@ -145,6 +145,9 @@ class TokenReducer(nn.Module):
             block_index (int): A block in :attr:`blocks`.
             x (Tensor): Tokens ``(B, P + N, C)``, the ``P = num_prefix``
                 prefix tokens (class token) first; they are never reduced.
+                A reducer may write into ``x`` (ATME writes each merged
+                pair's mean over its even token): pass a tensor that is not
+                needed afterwards.
             attn (AttentionInfo): The block's queries/keys over all
                 ``P + N`` tokens.
             state (TokenState): State of the ``N`` patch tokens.
