@@ -9,6 +9,9 @@ custom_imports = dict(imports=['cait_mm'], allow_failed_imports=False)
 
 data_preprocessor = dict(size=(512, 512))
 model = dict(
+    # mmseg's EncoderDecoder plus reducer losses, without the resize of
+    # logits already at the image's size: dense and compressed alike
+    type='cait_mm.TokenReducerEncoderDecoder',
     data_preprocessor=data_preprocessor,
     pretrained='pretrain/deit_small_patch16_224-cd65a155.pth',
     backbone=dict(

@@ -83,3 +83,47 @@ def test_registered_lazily_without_importing_mmseg_before():
             'from mmseg.models.segmentors import EncoderDecoder\n'
             'assert issubclass(cls, EncoderDecoder)\n')
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def _predict_samples(meta_list):
+    from mmseg.structures import SegDataSample
+    return [SegDataSample(metainfo=meta) for meta in meta_list]
+
+
+def test_post_processing_skips_only_the_resize_to_the_same_size(
+        monkeypatch):
+    """Logits already at ori_shape are not resized (predictions bit-
+    identical to mmseg's); anything else goes through mmseg's path."""
+    ours = _build('cait_mm.TokenReducerEncoderDecoder').eval()
+    theirs = _build('EncoderDecoder').eval()
+    theirs.load_state_dict(ours.state_dict())
+    torch.manual_seed(2)
+    logits = torch.randn(2, 6, 64, 80)
+    same = dict(img_shape=(64, 80), ori_shape=(64, 80),
+                padding_size=[0, 0, 0, 0])
+    cases = {
+        'same size': [same, same],
+        'resized': [same, dict(same, ori_shape=(32, 40))],
+        'flipped': [same, dict(same, flip=True,
+                               flip_direction='horizontal')],
+        'padded': [same, dict(same, padding_size=[0, 16, 0, 0],
+                              ori_shape=(64, 64))],
+    }
+    import mmseg.models.segmentors.base as base
+    calls = []
+    resize = base.resize
+    monkeypatch.setattr(base, 'resize',
+                        lambda *a, **k: calls.append(1) or resize(*a, **k))
+    for name, metas in cases.items():
+        calls.clear()
+        got = ours.postprocess_result(logits, _predict_samples(metas))
+        skipped = not calls
+        expected = theirs.postprocess_result(logits, _predict_samples(metas))
+        assert skipped == (name == 'same size'), name
+        for a, b in zip(got, expected):
+            assert torch.equal(a.seg_logits.data, b.seg_logits.data), name
+            assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+    # without data samples, mmseg's behaviour
+    got = ours.postprocess_result(logits)
+    assert torch.equal(got[1].pred_sem_seg.data,
+                       logits[1].argmax(0, keepdim=True))
