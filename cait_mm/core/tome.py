@@ -12,16 +12,41 @@ logits). Unlike ATME, the merged tokens no longer form a grid; every
 original patch keeps pointing at the token that holds it, so the full map
 is restored by one gather, as for the other reducers (ToMe's "unmerge").
 """
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .batch_rows import batch_add, batch_select
+from .batch_rows import row_start, shape_cached
 from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
+
+
+class _Tables(NamedTuple):
+    """Index tables of a ToMe step that depend on shapes only."""
+    prefix_rows: Tensor  # (B, P): rows of the prefix tokens in x
+    a_start: Tensor  # (B, 1): row of patch 0 (A tokens are the even ones)
+    b_rows: Tensor  # (B, |B|): rows of the B tokens in x
+    b_start_out: Tensor  # (B, 1): row of B token 0 in the output
+    kept_positions: Tensor  # (B, |A| - r): 0, 1, ...
+    b_positions: Tensor  # (B, |B|): num_kept, num_kept + 1, ...
+
+
+def _tables(batch: int, length: int, num_prefix: int, num_kept: int,
+            device: torch.device) -> _Tables:
+    num_b = (length - num_prefix) // 2
+    a_start = row_start(batch, length, num_prefix, device)
+    steps = torch.arange(max(num_b, num_kept), device=device)
+    return _Tables(
+        prefix_rows=row_start(batch, length, 0, device) +
+        torch.arange(num_prefix, device=device),
+        a_start=a_start,
+        b_rows=a_start + 1 + 2 * steps[:num_b],
+        b_start_out=row_start(batch, num_prefix + num_kept + num_b,
+                              num_prefix + num_kept, device),
+        kept_positions=steps[:num_kept].expand(batch, -1),
+        b_positions=(num_kept + steps[:num_b]).expand(batch, -1))
 
 
 @register_token_reducer
@@ -109,9 +134,13 @@ class ToMe(TokenReducer):
         r = self.merges(N)
         if r == 0:
             return x, state
+        device = x.device
         with torch.no_grad():
-            metric = F.normalize(attn.k[:, :, P:].mean(1), dim=-1)
-            scores = metric[:, 0::2] @ metric[:, 1::2].transpose(1, 2)
+            metric = attn.k[:, :, P:].mean(1)
+            metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(
+                1e-12)
+            scores = torch.bmm(metric[:, 0::2],
+                               metric[:, 1::2].transpose(1, 2))
             best, partner = scores.max(dim=-1)  # (B, |A|)
             # stable: equal scores merge the earlier token first, in any batch
             order = best.argsort(dim=-1, descending=True, stable=True)
@@ -119,30 +148,41 @@ class ToMe(TokenReducer):
             kept = order[:, r:].sort(dim=-1).values
             dst = partner.gather(1, src)
         num_kept, num_b = kept.shape[1], N // 2
-        size = state.size if state.size is not None else x.new_ones(
-            B, N, dtype=torch.float32)
-        size_a, size_b = size[:, 0::2], size[:, 1::2]
-        # size-weighted average of each B token and the A tokens it absorbs
-        xa = x[:, P::2]
-        xb = x[:, P + 1::2]
-        src_size = size_a.gather(1, src)
+        T2 = P + num_kept + num_b
+        tables = shape_cached(('tome', B, T, P, num_kept, device),
+                              lambda: _tables(B, T, P, num_kept, device))
+
+        # one selection builds the output: prefix, kept A tokens, B tokens
+        flat = x.reshape(B * T, C)
+        rows = torch.cat([tables.prefix_rows, kept * 2 + tables.a_start,
+                          tables.b_rows], 1)
+        out = flat.index_select(0, rows.view(-1))
+        # each merged A token adds size_a / (size of its B token after the
+        # merge) of its difference to the B token, in place: exact for
+        # identical tokens
+        size = x.new_ones(B, N) if state.size is None else state.size
+        size_b = size[:, 1::2]
+        src_size = size[:, 0::2].gather(1, src)
         new_size_b = size_b.scatter_add(1, dst, src_size)
-        w_b = (size_b / new_size_b).to(x.dtype)[..., None]
-        w_src = (src_size / new_size_b.gather(1, dst)).to(x.dtype)[..., None]
-        merged_b = batch_add(xb * w_b, dst, batch_select(xa, src) * w_src)
-        out = torch.cat([x[:, :P], batch_select(xa, kept), merged_b], dim=1)
+        dst_rows = (dst + tables.b_start_out).view(-1)
+        delta = flat.index_select(0, (src * 2 + tables.a_start).view(-1)) \
+            - out.index_select(0, dst_rows)
+        weight = src_size / new_size_b.gather(1, dst)
+        if weight.dtype != x.dtype:
+            weight = weight.to(x.dtype)
+        out.index_add_(0, dst_rows, delta * weight.view(-1, 1))
 
         # old patch -> new token: kept A tokens in order, then B
-        a_new = torch.empty_like(partner)
-        a_new.scatter_(1, kept, torch.arange(
-            num_kept, device=x.device).expand(B, -1))
-        a_new.scatter_(1, src, num_kept + dst)
-        moved = torch.empty(B, N, dtype=torch.long, device=x.device)
-        moved[:, 0::2] = a_new
-        moved[:, 1::2] = num_kept + torch.arange(num_b, device=x.device)
+        moved = torch.empty(B, N, dtype=torch.long, device=device)
+        moved_a = moved[:, 0::2]
+        moved_a.scatter_(1, kept, tables.kept_positions)
+        moved_a.scatter_(1, src, dst + num_kept)
+        moved[:, 1::2] = tables.b_positions
         source = moved if state.source is None else moved.gather(
             1, state.source)
-        new_size = torch.cat([size_a.gather(1, kept), new_size_b], dim=1)
+        new_size = torch.cat([size[:, 0::2].gather(1, kept), new_size_b],
+                             dim=1)
+        out = out.view(B, T2, C)
         return out, TokenState(
             grid_size=state.grid_size, shape=None, size=new_size,
             source=source)

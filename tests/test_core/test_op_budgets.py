@@ -22,6 +22,7 @@ OUT = (2, 5, 8, 11)
 MERGE_OPS = 40
 MERGE_KERNELS = dict(token=(19, 22), line=(22, 23))
 TPS_OPS = 50
+TOME_OPS = 50  # the peer, for a fair comparison (was 67)
 FORWARD_RATIO = 2.0
 
 
@@ -75,6 +76,17 @@ def test_a_tps_step_selects_once_and_adds_in_place():
         # kept (prefix included), pruned and hosts: no cat of the tokens
         assert ops.by_name['aten::index_select'] == 3
         assert 'aten::matmul' not in ops.by_name
+
+
+def test_a_tome_step_selects_once_and_adds_in_place():
+    model = _model(dict(type='ToMe', r=13, blocks=(0, 1, 2)))
+    counts, _, _ = _steps(model, torch.randn(2, 3, 224, 224))
+    assert len(counts) == 3
+    for ops in counts:
+        assert ops.top_level <= TOME_OPS, ops.by_name
+        # the output (prefix, kept A, B), the merged A tokens, their hosts
+        assert ops.by_name['aten::index_select'] == 3
+        assert 'aten::cat' in ops.by_name and ops.by_name['aten::cat'] <= 2
 
 
 def test_a_restore_is_one_selection_with_no_copy():
