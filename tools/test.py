@@ -27,7 +27,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import (compile_options, compile_parts,
+from cait_mm.engine import (add_compile_arguments, compile_runner_model,
                             setup_cpu_distributed, teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.checkpoint_files import CheckpointError, checkpoint_problem
@@ -59,17 +59,7 @@ def parse_args():
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--amp', action='store_true', help='test with mixed precision')
-    parser.add_argument(
-        '--compile', action='store_true',
-        help='torch.compile the backbone, neck and decode head (in place; '
-        "the first batch of each input size compiles; on CUDA mode "
-        "'reduce-overhead', CUDA graphs)")
-    parser.add_argument(
-        '--compile-mode', help="torch.compile mode (default: "
-        "'reduce-overhead' on CUDA, torch's default on CPU)")
-    parser.add_argument(
-        '--compile-backend', default='inductor',
-        help='torch.compile backend')
+    add_compile_arguments(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -155,12 +145,7 @@ def main():
         module, name = DUMPERS[task].rsplit('.', 1)
         dumper = getattr(importlib.import_module(module), name)
         runner.test_evaluator.metrics.append(dumper(out_file_path=args.out))
-    if args.compile:
-        device = next(runner.model.parameters()).device.type
-        parts = compile_parts(
-            runner.model, **compile_options(device, args.compile_mode,
-                                            args.compile_backend))
-        runner.logger.info(f'compiled {", ".join(parts)} with torch.compile')
+    compile_runner_model(runner, args)
     runner.test()
     teardown_distributed()
 

@@ -27,7 +27,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import (compile_options, compile_parts,
+from cait_mm.engine import (add_compile_arguments, compile_runner_model,
                             setup_cpu_distributed, strict_load_from,
                             teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
@@ -43,15 +43,7 @@ def parse_args():
         '--amp',
         action='store_true',
         help='enable automatic mixed precision training (needs a GPU)')
-    parser.add_argument(
-        '--compile', action='store_true',
-        help='torch.compile the backbone, neck and decode head forwards')
-    parser.add_argument(
-        '--compile-mode', help="torch.compile mode (default: "
-        "'reduce-overhead' on CUDA, torch's default on CPU)")
-    parser.add_argument(
-        '--compile-backend', default='inductor',
-        help='torch.compile backend')
+    add_compile_arguments(parser)
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -112,12 +104,7 @@ def main():
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     strict_load_from(runner)
-    if args.compile:
-        device = next(runner.model.parameters()).device.type
-        parts = compile_parts(
-            runner.model, **compile_options(device, args.compile_mode,
-                                            args.compile_backend))
-        runner.logger.info(f'compiled {", ".join(parts)} with torch.compile')
+    compile_runner_model(runner, args)
     runner.train()
     teardown_distributed()
 

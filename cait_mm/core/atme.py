@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .atme_schedules import (grid_shapes, num_merges, parse_schedule,
                              schedule_for_flops)
-from .batch_rows import flat_index, shape_cached
+from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
 from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
@@ -174,14 +174,14 @@ def merge_tables(batch: int, grid: Tuple[int, int], num_prefix: int,
     an unpadded ``grid`` along columns (``vertical``) or rows (built once
     per shape: :func:`~.batch_rows.shape_cached`)."""
     H, W = grid
-    start = torch.arange(batch, device=device)[:, None] * (
-        num_prefix + H * W)
-    rows = start + num_prefix + torch.arange(H * W, device=device)
-    prefix_rows = start + torch.arange(num_prefix, device=device)
+    T = num_prefix + H * W
+    rows = row_start(batch, T, num_prefix, device) + torch.arange(
+        H * W, device=device)
     width = W if vertical else W - total
     new_index = (torch.arange(H, device=device)[:, None] * width +
                  torch.arange(W, device=device))[None]
-    return MergeTables(rows, prefix_rows, new_index)
+    return MergeTables(rows, prefix_rows(batch, T, num_prefix, device),
+                       new_index)
 
 
 def _pairs_along(t: Tensor, dim: int, num_pairs: int, odd: bool) -> Tensor:

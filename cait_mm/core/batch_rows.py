@@ -44,6 +44,17 @@ def row_start(batch: int, length: int, skip: int,
         lambda: torch.arange(batch, device=device)[:, None] * length + skip)
 
 
+def prefix_rows(batch: int, length: int, num_prefix: int,
+                device: torch.device) -> Tensor:
+    """``(B, P)`` long, the rows of each image's ``num_prefix`` leading
+    tokens in a batch of ``length`` tokens per image flattened to
+    ``(B * length, C)``: what a reducer's row selection starts with."""
+    return shape_cached(
+        ('prefix_rows', batch, length, num_prefix, device),
+        lambda: row_start(batch, length, 0, device) + torch.arange(
+            num_prefix, device=device))
+
+
 def flat_index(index: Tensor, length: int, skip: int = 0) -> Tensor:
     """Per-image indices ``(B, M)`` (counted after ``skip`` leading
     tokens) into the rows of a batch of ``length`` tokens per image
@@ -58,11 +69,3 @@ def batch_select(x: Tensor, index: Tensor) -> Tensor:
     B, N, C = x.shape
     return x.reshape(B * N, C).index_select(
         0, flat_index(index, N)).view(B, -1, C)
-
-
-def batch_add(x: Tensor, index: Tensor, src: Tensor) -> Tensor:
-    """``x (B, K, C)`` with ``src[b, m]`` added to row ``index[b, m]``
-    (repeated rows add up); out of place."""
-    B, K, C = x.shape
-    return x.reshape(B * K, C).index_add(
-        0, flat_index(index, K), src.reshape(-1, C)).view(B, K, C)

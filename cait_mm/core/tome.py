@@ -17,7 +17,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 import torch
 from torch import Tensor
 
-from .batch_rows import row_start, shape_cached
+from .batch_rows import prefix_rows, row_start, shape_cached
 from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
@@ -39,8 +39,7 @@ def _tables(batch: int, length: int, num_prefix: int, num_kept: int,
     a_start = row_start(batch, length, num_prefix, device)
     steps = torch.arange(max(num_b, num_kept), device=device)
     return _Tables(
-        prefix_rows=row_start(batch, length, 0, device) +
-        torch.arange(num_prefix, device=device),
+        prefix_rows=prefix_rows(batch, length, num_prefix, device),
         a_start=a_start,
         b_rows=a_start + 1 + 2 * steps[:num_b],
         b_start_out=row_start(batch, num_prefix + num_kept + num_b,

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .batch_rows import flat_index, row_start, shape_cached
+from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
 from .token_reducer import (TokenReducer, class_attention,
                             register_token_reducer)
 from .token_state import TokenState
@@ -67,10 +67,7 @@ def squeeze_tokens(x: Tensor,
     P = num_prefix
     rows = keep_index + row_start(B, T, P, x.device)
     if P:
-        rows = torch.cat([shape_cached(
-            ('prefix_rows', B, T, P, x.device),
-            lambda: row_start(B, T, 0, x.device) + torch.arange(
-                P, device=x.device)), rows], 1)
+        rows = torch.cat([prefix_rows(B, T, P, x.device), rows], 1)
     # one selection builds the output (prefix included); merged in place
     flat = x.reshape(B * T, C)
     out = flat.index_select(0, rows.view(-1)).view(B, P + K, C)

@@ -1,5 +1,6 @@
 """Runtime pieces on top of MMEngine (imported lazily by the registries)."""
-from .compile import COMPILED_PARTS, compile_options, compile_parts
+from .compile import (COMPILED_PARTS, add_compile_arguments, compile_options,
+                      compile_parts, compile_runner_model)
 from .cpu_distributed import (CPUDistributedDataParallel,
                               setup_cpu_distributed, teardown_distributed)
 from .hooks import CDCPHook, SafeCheckpointHook
@@ -9,6 +10,7 @@ from .strict_load import strict_load_from
 __all__ = [
     'CDCPHook', 'COMPILED_PARTS', 'CPUDistributedDataParallel',
     'LayerDecayOptimizerConstructor', 'SafeCheckpointHook',
-    'compile_options', 'compile_parts', 'setup_cpu_distributed',
+    'add_compile_arguments', 'compile_options', 'compile_parts',
+    'compile_runner_model', 'setup_cpu_distributed',
     'strict_load_from', 'teardown_distributed'
 ]

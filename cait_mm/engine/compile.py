@@ -12,6 +12,7 @@ so checkpoints, do not change). On CUDA the default mode is
 ``'reduce-overhead'`` (CUDA graphs), which takes the per-operator launch
 cost out of token reduction's bookkeeping.
 """
+import argparse
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -59,3 +60,31 @@ def compile_parts(model: nn.Module,
         raise ValueError(f'{type(model).__name__} has none of {list(parts)} '
                          'to compile')
     return compiled
+
+
+def add_compile_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--compile``, ``--compile-mode`` and ``--compile-backend``, as
+    tools/train.py and tools/test.py take them."""
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the backbone, neck and decode head forwards (in '
+        'place; the first batch of each input size compiles; on CUDA mode '
+        "'reduce-overhead', CUDA graphs)")
+    parser.add_argument(
+        '--compile-mode', help="torch.compile mode (default: "
+        "'reduce-overhead' on CUDA, torch's default on CPU)")
+    parser.add_argument(
+        '--compile-backend', default='inductor',
+        help='torch.compile backend')
+
+
+def compile_runner_model(runner, args: argparse.Namespace) -> None:
+    """With ``args.compile`` (:func:`add_compile_arguments`), compile the
+    runner's model parts on the device the model is on, and log which."""
+    if not args.compile:
+        return
+    device = next(runner.model.parameters()).device.type
+    parts = compile_parts(
+        runner.model,
+        **compile_options(device, args.compile_mode, args.compile_backend))
+    runner.logger.info(f'compiled {", ".join(parts)} with torch.compile')

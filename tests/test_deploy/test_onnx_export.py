@@ -10,24 +10,9 @@ from cait_mm.analysis.benchmark import Entry, benchmark
 from cait_mm.analysis.model_from_config import build_model
 from cait_mm.deploy import (PartForward, check_onnx, export_onnx,
                             onnx_session, run_onnx)
-from cait_mm.models import CAITViT
+from ..backbone_variants import MERGE, VARIANTS, backbone
 from ..conftest import REPO, run_tool
 
-TINY = dict(embed_dims=32, num_layers=3, num_heads=2, mlp_ratio=2.)
-MERGE = [(0, 'h', .5), (1, 'v', .5)]
-VARIANTS = {
-    'dense': {},
-    'atme-token': dict(token_reducer=dict(type='ATME', schedule=MERGE)),
-    'atme-line': dict(token_reducer=dict(type='ATME', schedule=MERGE,
-                                         granularity='line')),
-    'tps': dict(token_reducer=dict(type='TPS', blocks=(0, 1),
-                                   keep_ratio=.6)),
-    'tome': dict(token_reducer=dict(type='ToMe', r=4)),
-    'evit': dict(token_reducer=dict(type='EViT', blocks=(0, 1),
-                                    keep_ratio=.6)),
-    'cdcp-exported': dict(token_reducer=dict(type='ATME', schedule=MERGE),
-                          channel_prune=dict(groups=('qk', 'v', 'mlp'))),
-}
 SEG = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
 ATME = {
     'model.backbone.token_reducer.type': 'ATME',
@@ -35,22 +20,9 @@ ATME = {
 }
 
 
-def _backbone(name):
-    torch.manual_seed(0)
-    model = CAITViT(arch=TINY, img_size=64, out_indices=(0, 2),
-                    **VARIANTS[name])
-    model.init_weights()
-    if name == 'cdcp-exported':
-        for entries in model.channel_groups().values():
-            for _, group in entries:
-                group.select(0.5)
-        model.eval().compact()
-    return model.eval()
-
-
 @pytest.mark.parametrize('name', sorted(VARIANTS))
 def test_backbones_run_in_onnx_runtime_as_in_pytorch(name, tmp_path):
-    model = _backbone(name)
+    model = backbone(name)
     x = torch.randn(2, 3, 64, 80)
     path = export_onnx(model, x, str(tmp_path / 'backbone.onnx'))
     session = onnx_session(path)

@@ -16,39 +16,16 @@ from torch._dynamo.testing import CompileCounter
 
 from cait_mm.engine.compile import (COMPILED_PARTS, compile_options,
                                     compile_parts)
-from cait_mm.models import CAITViT
+from ..backbone_variants import MERGE, backbone
 from ..conftest import REPO
 
-TINY = dict(embed_dims=32, num_layers=3, num_heads=2, mlp_ratio=2.)
-MERGE = [(0, 'h', .5), (1, 'v', .5)]
-VARIANTS = {
-    'dense': {},
-    'atme-token': dict(token_reducer=dict(type='ATME', schedule=MERGE)),
-    'atme-line': dict(token_reducer=dict(type='ATME', schedule=MERGE,
-                                         granularity='line')),
-    'tps': dict(token_reducer=dict(type='TPS', blocks=(0, 1),
-                                   keep_ratio=.6)),
-    'cdcp-exported': dict(token_reducer=dict(type='ATME', schedule=MERGE),
-                          channel_prune=dict(groups=('qk', 'v', 'mlp'))),
-}
+# the list (ToMe and EViT trace alike: the ONNX tests export them)
+COMPILED = ('atme-line', 'atme-token', 'cdcp-exported', 'dense', 'tps')
 
 
-def _backbone(name):
-    torch.manual_seed(0)
-    model = CAITViT(arch=TINY, img_size=64, out_indices=(0, 2),
-                    **VARIANTS[name])
-    model.init_weights()
-    if name == 'cdcp-exported':
-        for entries in model.channel_groups().values():
-            for _, group in entries:
-                group.select(0.5)
-        model.eval().compact()
-    return model.eval()
-
-
-@pytest.mark.parametrize('name', sorted(VARIANTS))
+@pytest.mark.parametrize('name', COMPILED)
 def test_every_backbone_compiles_to_one_graph_equal_to_eager(name):
-    model = _backbone(name)
+    model = backbone(name)
     x = torch.randn(2, 3, 64, 64)
     compiled = torch.compile(model, fullgraph=True, dynamic=False)
     with torch.no_grad():
@@ -63,7 +40,7 @@ def test_a_new_input_shape_and_only_that_recompiles():
     for name in ('dense', 'atme-token', 'tps'):
         torch._dynamo.reset()
         counter.clear()
-        model = _backbone(name)
+        model = backbone(name)
         compiled = torch.compile(model, backend=counter, fullgraph=True,
                                  dynamic=False)
         with torch.no_grad():
