@@ -57,6 +57,7 @@ MODELS = LazyRegistry(
     'model', parent=MMENGINE_MODELS, scope=SCOPE,
     locations=['cait_mm.models'],
     lazy={
+        'CAITUPerHead': 'cait_mm.models.decode_heads',
         'DistillImageClassifier': 'cait_mm.models.classifiers',
         'PadAwareMaskRCNN': 'cait_mm.models.detectors',
         'TokenReducerEncoderDecoder': 'cait_mm.models.segmentors',

@@ -38,6 +38,10 @@ def test_baseline_keeps_mmseg_head_schedule_and_data():
     assert ours.default_scope == 'mmseg'
     assert ours.model.backbone.type == 'cait_mm.CAITViT'
     assert ours.model.pretrained == mmseg.model.pretrained
+    # mmseg's UPerHead, as its channel-prunable subclass
+    assert ours.model.decode_head.type == 'cait_mm.CAITUPerHead'
+    assert mmseg.model.decode_head.type == 'UPerHead'
+    ours.model.decode_head.type = 'UPerHead'
     for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
                 'train_cfg', 'test_cfg'):
         assert without_scope(ours.model[key]) == without_scope(
@@ -95,6 +99,7 @@ def test_every_segmentation_config_builds_and_runs(path):
     model = _build(cfg).eval()
     # dense and compressed rows run the same post-processing
     assert type(model).__name__ == 'TokenReducerEncoderDecoder'
+    assert type(model.decode_head).__name__ == 'CAITUPerHead'
     num_classes = cfg.model.decode_head.num_classes
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 96), mode='tensor')
@@ -168,6 +173,10 @@ def _compression_helpers():
 
 def _parent(name):
     """The config a compressed UperNet config adds its compression to."""
+    if '_cdcp-whole' in name:
+        return name.replace('_cdcp-whole', '_cdcp')
+    if '_slim-half' in name:
+        return name.replace('_slim-half', '')
     if '_cdcp' in name:
         return name.replace('_cdcp', '')
     for method in ('_cait_', '_tps_', '_tome_', '_evit_'):
@@ -194,7 +203,7 @@ def test_compressed_segmentation_configs_have_their_parent():
         'upernet_cait_s_ade20k_from_in1k.py', 'upernet_cait_s_cityscapes.py',
         'upernet_cait_s_potsdam.py', 'upernet_cait_s_synapse.py'
     }
-    assert len(COMPRESSED_SEG) - len(alone) == 21
+    assert len(COMPRESSED_SEG) - len(alone) == 25
 
 
 @pytest.mark.parametrize('name', [
@@ -203,7 +212,9 @@ def test_compressed_segmentation_configs_have_their_parent():
 ])
 def test_compressed_config_is_its_dense_config_plus_compression(name):
     """upernet_cait_X = upernet_deit_X + ATME at that size; upernet_tps_X =
-    upernet_deit_X + TPS; upernet_cait_X_cdcp_Y = upernet_cait_X_Y + CDCP:
+    upernet_deit_X + TPS; upernet_cait_X_cdcp_Y = upernet_cait_X_Y + CDCP;
+    upernet_cait_X_cdcp-whole_Y = upernet_cait_X_cdcp_Y + CDCP on the head;
+    upernet_cait_X_slim-half_Y = upernet_cait_X_Y at half the channels:
     nothing else differs."""
     load = lambda n: Config.fromfile(  # noqa: E731
         osp.join(REPO, 'configs/upernet', n)).to_dict()
@@ -211,6 +222,26 @@ def test_compressed_config_is_its_dense_config_plus_compression(name):
     helpers = _compression_helpers()
     size = name.split('_')[2]
     parent = load(_parent(name))
+    if '_cdcp-whole' in name:
+        assert _diff(ours, parent) - helpers == {
+            'model.decode_head.channel_prune', 'custom_hooks'
+        }
+        assert ours['model']['decode_head']['channel_prune'] == dict(
+            groups=('ppm', 'lateral', 'fpn', 'fuse'))
+        hook, = ours['custom_hooks']
+        assert hook == dict(
+            parent['custom_hooks'][0],
+            ratios=dict(qk=0.5, v=0.5, mlp=0.5, ppm=0.5, lateral=0.5,
+                        fpn=0.5, fuse=0.5))
+        return
+    if '_slim-half' in name:
+        assert _diff(ours, parent) - helpers == {
+            'model.pretrained', 'model.backbone.channel_widths',
+            'model.decode_head.channel_widths'
+        }
+        assert ours['model']['decode_head']['channel_widths'] == dict(
+            ppm=0.5, lateral=0.5, fpn=0.5, fuse=0.5)
+        return
     if '_cdcp' in name:
         assert _diff(ours, parent) - helpers == {
             'model.backbone.channel_prune', 'custom_hooks',

@@ -8,7 +8,9 @@ the linear layer before it, removes the pruned channels, and writes OUT: all
 weights (tensors only, loadable with ``torch.load(weights_only=True)``) and,
 in ``meta['cait_mm']``, the backbone's compression spec (architecture,
 per-block widths, token reducer) that rebuilds the compact backbone:
-``CAITViT(compressed=OUT)``.
+``CAITViT(compressed=OUT)``, and the widths of every channel-pruned head
+(``CAITUPerHead``'s compactors are folded and its pruned channels removed
+too; an auxiliary head keeps its weights).
 
 Evaluate the exported model with the training config (tools/test.py sees
 the metadata and builds the compact backbone from it):
@@ -51,15 +53,20 @@ def _count(module):
 def main():
     args = parse_args()
     model = build_model(args.config, args.cfg_options, 'cpu', args.checkpoint)
-    before = _count(model.backbone)
+    before = {name: _count(m) for name, m in model.named_children()}
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     info = export_compressed(model, args.out, drop=tuple(args.drop))
     widths = info['spec']['channel_widths']
-    print(f'backbone params: {before / 1e6:.2f} M -> '
-          f'{_count(model.backbone) / 1e6:.2f} M')
-    for i, width in enumerate(widths):
-        print(f'  block {i}: ' + ', '.join(f'{k}={v}'
-                                           for k, v in width.items()))
+    for name in ['backbone', *info.get('heads', {})]:
+        print(f'{name} params: {before[name] / 1e6:.3f} M -> '
+              f'{_count(getattr(model, name)) / 1e6:.3f} M')
+        if name == 'backbone':
+            for i, width in enumerate(widths):
+                print(f'  block {i}: ' +
+                      ', '.join(f'{k}={v}' for k, v in width.items()))
+        else:
+            for kind, value in info['heads'][name]['channel_widths'].items():
+                print(f'  {kind}: {value}')
     torch.load(args.out, map_location='cpu', weights_only=True)
     print(f'saved {args.out}')
 

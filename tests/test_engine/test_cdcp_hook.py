@@ -106,7 +106,7 @@ def test_state_round_trips_through_a_checkpoint():
 
 def test_bad_settings_fail_before_training():
     runner = _runner(_model(), 'bad')
-    with pytest.raises(ValueError, match='block 0: pruning ratio 1.0 would '
+    with pytest.raises(ValueError, match='qk group 0: pruning ratio 1.0 would '
                        'leave no qk channel'):
         CDCPHook(ratios=dict(qk=1.0, v=0.5, mlp=0.5)).before_train(runner)
     with pytest.raises(ValueError, match=r"no ratio for \['mlp'\]"):

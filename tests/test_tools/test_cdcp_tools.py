@@ -48,11 +48,14 @@ def test_training_logs_sparsity_and_resume_continues_exactly(runs):
     root, straight = runs
     log = straight.stdout + straight.stderr
     assert 'cdcp/qk_sparsity: 0.5000' in log
+    assert 'cdcp/lateral_sparsity: 0.5000' in log
     a = _load(root / 'a' / 'iter_4.pth')
     b = _load(root / 'b' / 'iter_4.pth')
     assert a['meta']['cdcp'] == b['meta']['cdcp'] == dict(last_selection=3)
     masks = [k for k in a['state_dict'] if k.endswith('.pruned')]
-    assert len(masks) == 3 * 4  # qk, v, mlp in each of the 4 blocks
+    # qk, v, mlp in each of the 4 blocks; in the head 4 PPM convs, the
+    # laterals with the PPM bottleneck, 3 FPN convs, fpn_bottleneck
+    assert len(masks) == 3 * 4 + 4 + 1 + 3 + 1
     assert all(a['state_dict'][k].float().mean() == 0.5 for k in masks)
     for key, value in a['state_dict'].items():
         torch.testing.assert_close(
@@ -65,9 +68,15 @@ def test_export_evaluates_like_the_masked_model(runs, demo_data, tmp_path):
     out = str(tmp_path / 'compressed.pth')
     proc = run_tool(['tools/export_compressed.py', CONFIG, ckpt, out])
     assert 'block 0: qk_dim=16, v_dim=16, mlp_hidden=64' in proc.stdout
+    assert 'lateral: [16]' in proc.stdout
     exported = _load(out)  # tensors and plain types only
     widths = exported['meta']['cait_mm']['spec']['channel_widths']
     assert widths == [dict(qk_dim=16, v_dim=16, mlp_hidden=64)] * 4
+    head = exported['meta']['cait_mm']['heads']['decode_head']
+    assert head == dict(channel_widths=dict(
+        ppm=[16] * 4, lateral=[16], fpn=[16] * 3, fuse=[16]))
+    assert exported['state_dict']['decode_head.conv_seg.weight'].shape[1] \
+        == 16
 
     run_tool([
         'tools/test.py', CONFIG, ckpt, '--work-dir',
@@ -94,3 +103,26 @@ def test_a_checkpoint_with_compactors_is_refused_by_the_dense_config(
     ], check=False)
     assert proc.returncode != 0
     assert 'backbone.blocks.0.mlp.compactor.weight' in proc.stderr
+
+
+def test_export_rebuilds_backbone_and_head_from_the_file_alone(
+        runs, tmp_path):
+    """The export's logits equal the masked model's (max abs 1e-4): the
+    config builds the slim backbone and head from the file's metadata."""
+    from cait_mm.analysis.model_from_config import build_model
+    root, _ = runs
+    ckpt = str(root / 'a' / 'iter_4.pth')
+    out = str(tmp_path / 'compressed.pth')
+    run_tool(['tools/export_compressed.py', CONFIG, ckpt, out])
+    masked = build_model(CONFIG, checkpoint=ckpt)
+    slim = build_model(CONFIG, checkpoint=out)
+    assert slim.decode_head.channel_widths['fuse'] == [16]
+    assert not slim.decode_head.channel_groups()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = masked(x, mode='tensor')
+        got = slim(x, mode='tensor')
+    assert (got - expected).abs().max() < 1e-4
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(slim.decode_head) < 0.5 * count(masked.decode_head)

@@ -14,7 +14,10 @@ class CDCPHook(Hook):
     """Select and pull down the least important channels, periodically.
 
     Needs a backbone built with compactors
-    (``CAITViT(channel_prune=dict(groups=('qk', 'v', 'mlp')))``). Every
+    (``CAITViT(channel_prune=dict(groups=('qk', 'v', 'mlp')))``), a head
+    built with them (``CAITUPerHead(channel_prune=dict(groups=('ppm',
+    'lateral', 'fpn', 'fuse')))``: one group per conv or per set of summed
+    convs), or both. Every
     ``interval`` iterations from ``begin`` on, the channels of every group
     are ranked by the L2 norm of their compactor rows (within each head for
     ``qk`` and ``v``), and the least important ones are selected, up to a
@@ -33,9 +36,10 @@ class CDCPHook(Hook):
 
     Args:
         ratios (dict): Final fraction of channels to prune per group, e.g.
-            ``dict(qk=0.5, v=0.5, mlp=0.5)``; a value is one float for every
-            block or a list with one float per block. Every group with
-            compactors needs an entry.
+            ``dict(qk=0.5, v=0.5, mlp=0.5)``, plus ``ppm``, ``lateral``,
+            ``fpn`` and ``fuse`` for a pruned UperNet head; a value is one
+            float for every block (or conv) or a list with one float per
+            block (conv). Every group with compactors needs an entry.
         interval (int): Iterations between two re-rankings.
         begin (int): First iteration with pruning.
         end (int): Iteration at which the targets reach ``ratios``.
@@ -81,15 +85,16 @@ class CDCPHook(Hook):
                 f'CDCPHook: ratios name the groups {sorted(self.ratios)}, '
                 f'the model has compactors for {sorted(self.groups)}' +
                 (f'; no ratio for {missing}' if missing else '') +
-                (f'; no compactors for {unknown} (add them to '
-                 'model.backbone.channel_prune.groups)' if unknown else ''))
+                (f'; no compactors for {unknown} (add them to the '
+                 'channel_prune.groups of model.backbone or of '
+                 'model.decode_head)' if unknown else ''))
         for kind, entries in self.groups.items():
             for index, group in entries:
                 try:
                     group.num_to_prune(self._final(kind, index))
                 except ValueError as error:
-                    raise ValueError(f'CDCPHook: block {index}: {error}') \
-                        from None
+                    raise ValueError(
+                        f'CDCPHook: {kind} group {index}: {error}') from None
 
     @staticmethod
     def _find_groups(model) -> Dict[str, List[Tuple[int, ChannelGroup]]]:

@@ -15,7 +15,9 @@ holds, in plain Python types, the backbone's
             patch_size=16, qkv_bias=True, with_cls_token=True,
             channel_widths=[dict(qk_dim=32, v_dim=32, mlp_hidden=768), ...],
             token_reducer=dict(type='ATME', schedule=[[3, 'h', 0.5], ...],
-                               granularity='token')))
+                               granularity='token')),
+        heads=dict(                  # channel-pruned heads and necks, if any
+            decode_head=dict(channel_widths=dict(ppm=[256, ...], ...))))
 
 Format 1 (cait_mm before the spec) kept the same settings in
 ``meta['cait_mm']['backbone']``, with the reducer under ``token_merge`` or
@@ -27,7 +29,7 @@ loaded), and loads the weights it read in ``init_weights``, i.e. in
 MMEngine's order.
 """
 import os.path as osp
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
@@ -49,16 +51,22 @@ _FORMAT1_REDUCERS = dict(token_merge='ATME', token_prune='TPS')
 
 @dataclass(frozen=True)
 class CompressionMeta:
-    """What ``meta['cait_mm']`` says about the backbone in a file."""
+    """What ``meta['cait_mm']`` says about the backbone in a file, and
+    the widths of its channel-pruned heads (module name -> ``dict(
+    channel_widths=...)``)."""
     spec: CompressionSpec
     prefix: Optional[str]
     pos_grid: Optional[Tuple[int, int]]
+    heads: Dict[str, Dict] = field(default_factory=dict)
 
     def to_dict(self) -> Dict:
-        return dict(format=FORMAT, prefix=self.prefix,
+        info = dict(format=FORMAT, prefix=self.prefix,
                     pos_grid=None if self.pos_grid is None else list(
                         self.pos_grid),
                     spec=self.spec.to_dict())
+        if self.heads:
+            info['heads'] = self.heads
+        return info
 
 
 def _require(data, keys, source: str) -> None:
@@ -107,10 +115,14 @@ def compression_meta(checkpoint: Mapping,
     else:
         _require(info, ('spec', ), source)
         spec, pos_grid = info['spec'], info.get('pos_grid')
+    heads = info.get('heads') or {}
+    for name, head in heads.items():
+        _require(head, ('channel_widths', ), f'{source} (heads.{name})')
     return CompressionMeta(
         spec=CompressionSpec.from_dict(spec, source),
         prefix=info.get('prefix'),
-        pos_grid=None if pos_grid is None else tuple(pos_grid))
+        pos_grid=None if pos_grid is None else tuple(pos_grid),
+        heads=dict(heads))
 
 
 @dataclass
@@ -169,13 +181,15 @@ def export_compressed(model: nn.Module,
                       filename: str,
                       backbone: str = 'backbone',
                       drop: Tuple[str, ...] = ()) -> Dict:
-    """Compact ``model``'s CAITViT in place and save the whole model.
+    """Compact ``model``'s CAITViT and channel-prunable heads in place and
+    save the whole model.
 
     The compactors are folded and the pruned channels removed
-    (``CAITViT.compact``); the file holds every weight of ``model`` (heads
-    included, so it evaluates as it is) except the modules under ``drop``
-    (e.g. a distillation teacher), plus the spec that rebuilds the compact
-    backbone.
+    (``CAITViT.compact``, and ``compact`` of every top-level module that
+    has one, such as ``CAITUPerHead``); the file holds every weight of
+    ``model`` (heads included, so it evaluates as it is) except the modules
+    under ``drop`` (e.g. a distillation teacher), plus the spec that
+    rebuilds the compact backbone and the widths of those heads.
 
     Returns:
         dict: the ``meta['cait_mm']`` written.
@@ -185,8 +199,14 @@ def export_compressed(model: nn.Module,
         raise TypeError(f'{type(model).__name__}.{backbone} is not a CAITViT: '
                         'only CAITViT backbones can be exported')
     module.compact()
+    heads = {}
+    for name, child in model.named_children():
+        if name not in drop and name != backbone and callable(
+                getattr(child, 'compact', None)):
+            child.compact()
+            heads[name] = dict(channel_widths=child.channel_widths)
     meta = CompressionMeta(module.compression_spec(), f'{backbone}.',
-                           module.pos_grid)
+                           module.pos_grid, heads)
     state = {
         k: v
         for k, v in model.state_dict().items()
@@ -239,7 +259,8 @@ def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
     """Point ``cfg.model.backbone`` at ``checkpoint`` if it is an exported
     compressed model, so that a config's whole model (heads included) can
     be loaded from an export: the backbone must be built with the file's
-    pruned widths first (``CAITViT(compressed=...)``).
+    pruned widths first (``CAITViT(compressed=...)``), and so must the
+    channel-pruned heads (their ``channel_widths``).
 
     Does nothing for ordinary checkpoints or when the config already sets
     ``model.backbone.compressed``. Returns whether it changed ``cfg``.
@@ -262,4 +283,20 @@ def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
         pretrained=None,
         init_cfg=None)
     cfg.model.pretrained = None
+    for name, head in meta.heads.items():
+        _configure_head(cfg.model, name, head['channel_widths'], checkpoint)
     return True
+
+
+def _configure_head(model_cfg, name: str, widths: Dict,
+                    checkpoint: str) -> None:
+    from cait_mm.registry import MODELS
+    head = model_cfg.get(name)
+    kind = None if head is None else head.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not callable(getattr(cls, 'compact', None)):
+        raise ValueError(
+            f'{checkpoint} has a channel-pruned {name}; the config\'s '
+            f'model.{name} ({kind}) cannot be built at its widths: use a '
+            'channel-prunable type such as cait_mm.CAITUPerHead')
+    head.update(channel_widths=widths, channel_prune=None)

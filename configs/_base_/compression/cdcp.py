@@ -25,3 +25,11 @@ cdcp_hook = dict(type='cait_mm.CDCPHook', ratios=dict(qk=0.5, v=0.5, mlp=0.5))
 # about 200 iterations, so that the export at the end removes channels that
 # no longer contribute.
 cdcp_hook_cpu = dict(cdcp_hook, interval=50, begin=100, end=400, lasso=5e-3)
+
+# CDCP on the UperNet head as well (cait_mm.CAITUPerHead, docs/cdcp.md):
+# compactors after the PPM convs, the lateral convs with the PPM bottleneck
+# (summed, one mask), the FPN convs and fpn_bottleneck. A config adds
+# `cdcp_head_prune` to its decode head and merges `cdcp_head_ratios` into
+# its hook's ratios (half of each head group by the end of the ramp).
+cdcp_head_prune = dict(groups=('ppm', 'lateral', 'fpn', 'fuse'))
+cdcp_head_ratios = dict(ppm=0.5, lateral=0.5, fpn=0.5, fuse=0.5)

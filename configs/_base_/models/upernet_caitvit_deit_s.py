@@ -24,7 +24,10 @@ model = dict(
         final_norm=False,
         interpolate_mode='bicubic'),
     neck=None,
-    decode_head=dict(in_channels=[384, 384, 384, 384]),
+    # mmseg's UPerHead, channel-prunable (CDCP on its convs, slim widths);
+    # as it is, the same parameters and outputs
+    decode_head=dict(
+        type='cait_mm.CAITUPerHead', in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(in_channels=384))
 
 # The other DeiT sizes, as a config merges them into `model`
