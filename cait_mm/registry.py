@@ -57,6 +57,9 @@ MODELS = LazyRegistry(
     'model', parent=MMENGINE_MODELS, scope=SCOPE,
     locations=['cait_mm.models'],
     lazy={
+        'CAITFCNMaskHead': 'cait_mm.models.det_heads',
+        'CAITRPNHead': 'cait_mm.models.det_heads',
+        'CAITShared2FCBBoxHead': 'cait_mm.models.det_heads',
         'CAITUPerHead': 'cait_mm.models.decode_heads',
         'DistillImageClassifier': 'cait_mm.models.classifiers',
         'PadAwareMaskRCNN': 'cait_mm.models.detectors',

@@ -55,6 +55,15 @@ def test_baseline_keeps_mmdet_heads_data_and_schedule():
     assert backbone.pretrained == \
         'pretrain/deit_small_patch16_224-cd65a155.pth'
     assert ours.model.neck.type == 'cait_mm.SimpleFeaturePyramid'
+    # mmdet's heads, as their channel-prunable subclasses
+    heads = dict(rpn_head=ours.model.rpn_head,
+                 bbox_head=ours.model.roi_head.bbox_head,
+                 mask_head=ours.model.roi_head.mask_head)
+    for name, head in heads.items():
+        theirs = mmdet.model.rpn_head if name == 'rpn_head' else \
+            mmdet.model.roi_head[name]
+        assert head.type == 'cait_mm.CAIT' + theirs.type
+        head.type = theirs.type
     for key in ('rpn_head', 'roi_head', 'train_cfg', 'test_cfg'):
         assert without_scope(ours.model[key]) == without_scope(
             mmdet.model[key]), key

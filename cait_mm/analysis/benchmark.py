@@ -16,7 +16,7 @@ from torch import nn
 from cait_mm.core import TOKEN_REDUCERS
 from cait_mm.core.spec import parse_arch
 from cait_mm.engine.compile import COMPILED_PARTS, compile_parts
-from .complexity import count_flops, count_params
+from .complexity import count_flops_by_module, count_params
 from .model_from_config import build_model
 from .op_count import count_ops
 
@@ -106,6 +106,9 @@ class Result:
     #: (:mod:`.op_count`)
     ops: int = 0
     kernels: int = 0
+    #: FLOPs/image and params of each part of a whole model (backbone,
+    #: neck, heads), for ``part`` 'model' and 'network'
+    parts: Dict[str, Tuple[int, int]] = field(default_factory=dict)
 
 
 def _data_samples(scope: str, batch: int, shape: Tuple[int, int]):
@@ -230,10 +233,17 @@ def benchmark(entries: Sequence[Entry],
     for entry in entries:
         model = build_model(entry.config, entry.overrides, device)
         run, counted = part_fn(model, part, batch_size, shape)
-        flops, _ = count_flops(counted, (inputs[:1], ))
+        children = dict(model.named_children()) if part in (
+            'model', 'network') else {}
+        children.pop('data_preprocessor', None)
+        flops, _, by_part = count_flops_by_module(counted, (inputs[:1], ),
+                                                  children)
         params = count_params(model.backbone if part == 'backbone' else
                               model)
-        results.append(Result(entry.name, part, flops, params, 0., 0.))
+        parts = {name: (by_part[name], count_params(child))
+                 for name, child in children.items()}
+        results.append(
+            Result(entry.name, part, flops, params, 0., 0., parts=parts))
         runs.append(run)
         models.append(model)
         log(f'built {entry.name}: {flops / 1e9:.2f} GFLOPs/image, '
@@ -313,6 +323,21 @@ def to_markdown(results: Sequence[Result], setting: str) -> str:
                      f'{r.ops} | {r.kernels} | '
                      f'{r.latency_ms:.1f} | {r.images_per_s:.2f} | '
                      f'{r.speedup:.2f}x |')
+    names = list(dict.fromkeys(n for r in results for n in r.parts))
+    if names:
+        lines += [
+            '', 'By part: GFLOPs/img / params (M) (a head used only in '
+            'training has no FLOPs)', '',
+            '| model | ' + ' | '.join(names) + ' |',
+            '| --- |' + ' ---: |' * len(names)
+        ]
+        for r in results:
+            cells = [
+                '-' if n not in r.parts else
+                f'{r.parts[n][0] / 1e9:.3g} / {r.parts[n][1] / 1e6:.2f}'
+                for n in names
+            ]
+            lines.append(f'| {r.name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 

@@ -15,7 +15,7 @@ handles below count, for every model alike:
 Multiply-adds count as one FLOP, MMEngine's (and fvcore's) convention.
 """
 import math
-from typing import Any, Counter, List, Tuple
+from typing import Any, Counter, Dict, List, Tuple
 
 import torch
 from mmengine.analysis import FlopAnalyzer
@@ -122,12 +122,29 @@ def flop_analyzer(model: nn.Module, inputs: Tuple) -> FlopAnalyzer:
 
 def count_flops(model: nn.Module, inputs: Tuple) -> Tuple[int, Counter]:
     """Total FLOPs of ``model(*inputs)`` and the count per operator."""
+    total, by_operator, _ = count_flops_by_module(model, inputs, {})
+    return total, by_operator
+
+
+def count_flops_by_module(
+        model: nn.Module, inputs: Tuple, modules: Dict[str, nn.Module]
+) -> Tuple[int, Counter, Dict[str, int]]:
+    """Like :func:`count_flops`, plus the FLOPs spent inside each of
+    ``modules`` (name -> a submodule of ``model``, e.g. a segmentor's
+    backbone, neck and heads), from the same trace."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.no_grad():
-            analyzer = flop_analyzer(_TensorOutputs(model), inputs)
-            return analyzer.total(), analyzer.by_operator()
+            wrapper = _TensorOutputs(model)
+            analyzer = flop_analyzer(wrapper, inputs)
+            traced = {id(m): n for n, m in wrapper.named_modules()}
+            by_module = analyzer.by_module()
+            parts = {
+                name: int(by_module.get(traced.get(id(module)), 0))
+                for name, module in modules.items()
+            }
+            return analyzer.total(), analyzer.by_operator(), parts
     finally:
         for module, training in modes:
             module.training = training

@@ -38,7 +38,14 @@ model = dict(
         out_channels=256,
         scale_factors=(4.0, 2.0, 1.0, 0.5),
         num_outs=5,
-        norm_cfg=dict(type='cait_mm.LN2d', eps=1e-6)))
+        norm_cfg=dict(type='cait_mm.LN2d', eps=1e-6)),
+    # mmdet's heads, channel-prunable (CDCP on the RPN conv, the shared FCs
+    # and the mask convs; slim widths); as they are, the same parameters and
+    # outputs
+    rpn_head=dict(type='cait_mm.CAITRPNHead'),
+    roi_head=dict(
+        bbox_head=dict(type='cait_mm.CAITShared2FCBBoxHead'),
+        mask_head=dict(type='cait_mm.CAITFCNMaskHead')))
 
 # AdamW, as ViT detectors are trained (ViTDet; SGD, the R50 base's optimizer,
 # trains ViTs poorly), with mmdet's 1x recipe for transformer backbones

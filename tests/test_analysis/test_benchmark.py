@@ -102,3 +102,27 @@ def test_compiled_rows_compare_compiled_with_compiled():
     with pytest.raises(ValueError, match='warmup'):
         benchmark([Entry(CONFIG)], (64, 96), warmup=0,
                   compile=dict(backend=counter))
+
+
+def test_whole_model_rows_report_flops_and_params_by_part():
+    seg = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
+    slim = {'model.decode_head.channel_widths': dict(
+        ppm=0.5, lateral=0.5, fpn=0.5, fuse=0.5)}
+    dense, half = benchmark([Entry(seg), Entry(seg, slim)], (64, 64),
+                            part='network', warmup=0, repeats=1,
+                            log=lambda _: None)
+    assert set(dense.parts) == {'backbone', 'decode_head', 'auxiliary_head'}
+    # the parts' FLOPs add up to nearly the whole (the segmentor's own
+    # operators are outside every part)
+    assert 0.99 * dense.flops < sum(f for f, _ in dense.parts.values()) \
+        <= dense.flops
+    assert sum(p for _, p in dense.parts.values()) == dense.params
+    assert dense.parts['auxiliary_head'][0] == 0  # used only in training
+    assert half.parts['backbone'] == dense.parts['backbone']
+    flops, params = half.parts['decode_head']
+    # a 1x1 or 3x3 conv between two halved widths costs a quarter
+    assert flops < 0.4 * dense.parts['decode_head'][0]
+    assert params < 0.4 * dense.parts['decode_head'][1]
+    from cait_mm.analysis.benchmark import to_markdown
+    table = to_markdown([dense, half], 'demo')
+    assert '| model | backbone | decode_head | auxiliary_head |' in table

@@ -185,8 +185,9 @@ def export_compressed(model: nn.Module,
     save the whole model.
 
     The compactors are folded and the pruned channels removed
-    (``CAITViT.compact``, and ``compact`` of every top-level module that
-    has one, such as ``CAITUPerHead``); the file holds every weight of
+    (``CAITViT.compact``, and ``compact`` of every other module that has
+    one, such as ``CAITUPerHead`` or ``roi_head.bbox_head``'s
+    ``CAITShared2FCBBoxHead``); the file holds every weight of
     ``model`` (heads included, so it evaluates as it is) except the modules
     under ``drop`` (e.g. a distillation teacher), plus the spec that
     rebuilds the compact backbone and the widths of those heads.
@@ -200,8 +201,9 @@ def export_compressed(model: nn.Module,
                         'only CAITViT backbones can be exported')
     module.compact()
     heads = {}
-    for name, child in model.named_children():
-        if name not in drop and name != backbone and callable(
+    skip = tuple(f'{name}.' for name in (backbone, *drop))
+    for name, child in list(model.named_modules()):
+        if name and not f'{name}.'.startswith(skip) and callable(
                 getattr(child, 'compact', None)):
             child.compact()
             heads[name] = dict(channel_widths=child.channel_widths)
@@ -290,8 +292,12 @@ def configure_compressed_backbone(cfg, checkpoint: str) -> bool:
 
 def _configure_head(model_cfg, name: str, widths: Dict,
                     checkpoint: str) -> None:
+    """Build ``model_cfg``'s head at dotted path ``name`` (e.g.
+    ``roi_head.bbox_head``) at ``widths``."""
     from cait_mm.registry import MODELS
-    head = model_cfg.get(name)
+    head = model_cfg
+    for key in name.split('.'):
+        head = head.get(key) if isinstance(head, Mapping) else None
     kind = None if head is None else head.get('type')
     cls = MODELS.get(kind) if isinstance(kind, str) else kind
     if not callable(getattr(cls, 'compact', None)):
