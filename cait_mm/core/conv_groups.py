@@ -70,3 +70,30 @@ def input_columns(kept: Sequence[Tensor], widths: Sequence[int]) -> Tensor:
     kept indices, offset by the widths before it."""
     offsets = torch.tensor([0, *widths[:-1]]).cumsum(0).tolist()
     return torch.cat([k + o for k, o in zip(kept, offsets)])
+
+
+def masked_channel_norm(x: Tensor, keep: Tensor, weight: Optional[Tensor],
+                        bias: Optional[Tensor], eps: float) -> Tensor:
+    """Layer norm over the kept channels of ``x (B, C, H, W)``, zero on the
+    others: what a layer norm over the ``keep`` channels alone computes.
+
+    A channel-wise layer norm cannot fold a compactor after it (its
+    statistics mix channels), so the compactor goes before it, and the
+    norm's statistics leave the pruned channels out: the masked network
+    then computes what the pruned one does.
+
+    Args:
+        keep (Tensor): ``(C, )`` bool.
+        weight, bias (Tensor, optional): ``(C, )`` affine parameters.
+    """
+    mask = keep.to(x.dtype)[None, :, None, None]
+    count = mask.sum()
+    mean = (x * mask).sum(1, keepdim=True) / count
+    centred = (x - mean) * mask
+    var = centred.pow(2).sum(1, keepdim=True) / count
+    y = centred * (var + eps).rsqrt()
+    if weight is not None:
+        y = y * weight[None, :, None, None]
+    if bias is not None:
+        y = y + bias[None, :, None, None]
+    return y * mask

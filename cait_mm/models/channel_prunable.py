@@ -15,10 +15,14 @@ A head that mixes in :class:`ChannelPrunable` declares, in one place each:
 - :meth:`~ChannelPrunable._set_layer`: how to put a layer back.
 
 Its forward applies :meth:`~ChannelPrunable._compactor` to each grouped
-layer's output before the activation. The mixin gives the rest: the
+layer's output before the activation (:meth:`~ChannelPrunable._conv` does
+it for a ConvModule: after a batch norm, before a channel-wise layer norm,
+whose statistics then leave the pruned channels out). The mixin gives the
+rest: the
 groups for ``CDCPHook``, slim widths (``channel_widths``), and
 :meth:`~ChannelPrunable.compact`, which folds every compactor into its layer
-(through an eval-mode batch norm) and drops pruned rows and columns.
+(through an eval-mode batch norm; a layer norm keeps its kept channels'
+parameters) and drops pruned rows and columns.
 """
 from typing import (Dict, Iterator, List, Optional, Sequence, Tuple, Union)
 
@@ -30,7 +34,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from cait_mm.core import ChannelGroup
 from cait_mm.core.compactor import num_to_prune
 from cait_mm.core.conv_groups import (apply_compactor, fold_conv,
-                                      input_columns, kept_channels)
+                                      input_columns, kept_channels,
+                                      masked_channel_norm)
 
 Source = Union[int, Tuple[str, int]]
 Widths = Union[int, float, Sequence[int]]
@@ -54,8 +59,9 @@ class ChannelPrunable:
         raise NotImplementedError
 
     def _tails(self) -> Iterator[Tuple[str, nn.Module, List[Source]]]:
-        """``(attribute, layer, sources)`` of the layers after the groups
-        (their outputs are never pruned)."""
+        """``(path, layer, sources)`` of the layers after the groups (their
+        outputs are never pruned); ``path`` is the layer's dotted name in
+        the head."""
         raise NotImplementedError
 
     def _set_layer(self, family: str, index: int, member: int,
@@ -71,10 +77,17 @@ class ChannelPrunable:
         ``channel_widths`` is a fraction of."""
         name = type(self).__name__
         for family, _, _, layer in self._placement():
-            if isinstance(layer, ConvModule) and layer.order != (
-                    'conv', 'norm', 'act'):
+            if not isinstance(layer, ConvModule):
+                continue
+            if layer.order != ('conv', 'norm', 'act'):
                 raise ValueError(f'{name}: {family} convs must run conv, '
                                  f'norm, act; got order {layer.order}')
+            if layer.with_norm and not isinstance(
+                    layer.norm, (_BatchNorm, nn.LayerNorm)):
+                raise TypeError(
+                    f'{name}: {family} convs have a '
+                    f'{type(layer.norm).__name__}; channel pruning handles '
+                    'batch norms and channel-wise layer norms')
         if channel_widths is not None:
             self._rebuild(
                 self._parse_widths(channel_widths, dense_width))
@@ -154,9 +167,9 @@ class ChannelPrunable:
                          for s in self._sources(family, index, member))
             self._set_layer(family, index, member,
                             _new_like(layer, inputs, widths[family][index]))
-        for attr, layer, sources in list(self._tails()):
+        for path, layer, sources in list(self._tails()):
             inputs = sum(self._width(s, widths) for s in sources)
-            setattr(self, attr, _new_like(layer, inputs, None))
+            _set_submodule(self, path, _new_like(layer, inputs, None))
 
     # ------------------------------------------------------------ CDCP
     def channel_groups(self) -> Dict[str, List[Tuple[int, ChannelGroup]]]:
@@ -187,13 +200,21 @@ class ChannelPrunable:
     def _conv(self, family: str, index: int, member: int, conv: ConvModule,
               x: Tensor) -> Tensor:
         """A ConvModule with its group's compactor between norm and
-        activation."""
-        if self._group(family, index) is None:
+        activation; before a layer norm, which then leaves the pruned
+        channels out of its statistics (:func:`masked_channel_norm`)."""
+        group = self._group(family, index)
+        if group is None:
             return conv(x)
         x = conv.conv(x)
-        if conv.with_norm:
-            x = conv.norm(x)
-        x = self._compactor(family, index, member, x)
+        if _channel_norm(conv):
+            norm = conv.norm
+            x = masked_channel_norm(
+                self._compactor(family, index, member, x), ~group.pruned[0],
+                norm.weight, norm.bias, norm.eps)
+        else:
+            if conv.with_norm:
+                x = conv.norm(x)
+            x = self._compactor(family, index, member, x)
         return conv.activate(x) if conv.with_activation else x
 
     @torch.no_grad()
@@ -225,12 +246,15 @@ class ChannelPrunable:
                 weight.device)
             new = _new_like(layer, len(cols), len(rows)).to(weight.device)
             _load(new, weight[rows][:, cols], bias[rows])
+            if _channel_norm(layer):
+                new.norm.load_state_dict(
+                    {k: v[rows] for k, v in layer.norm.state_dict().items()})
             self._set_layer(family, index, member, new)
-        for attr, layer, sources in list(self._tails()):
+        for path, layer, sources in list(self._tails()):
             cols = columns(sources)
             new = _new_like(layer, len(cols), None).to(_weight(layer).device)
             _load_tail(new, layer, cols.to(_weight(layer).device))
-            setattr(self, attr, new)
+            _set_submodule(self, path, new)
         self.compactors = nn.ModuleDict()
         return self.eval()
 
@@ -247,18 +271,26 @@ def _out_channels(layer: nn.Module) -> int:
     return layer.out_channels
 
 
+def _channel_norm(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a ConvModule with a channel-wise layer norm."""
+    return isinstance(layer, ConvModule) and layer.with_norm and \
+        isinstance(layer.norm, nn.LayerNorm)
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition('.')
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
 def _fold(layer: nn.Module,
           compactor: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-    """``layer``'s weight and bias with its norm (eval mode) and
-    ``compactor`` folded in."""
+    """``layer``'s weight and bias with ``compactor`` folded in, through its
+    batch norm (eval mode) if it has one; a layer norm comes after the
+    compactor and stays (its kept channels' parameters)."""
     if not isinstance(layer, ConvModule):
         return fold_conv(layer.weight, layer.bias, None, compactor)
-    norm = layer.norm if layer.with_norm else None
-    if norm is not None and not isinstance(norm, _BatchNorm):
-        # a layer or group norm normalises over channels: a pruned channel
-        # would change the others' statistics, so nothing folds
-        raise TypeError(f'cannot fold a compactor through a '
-                        f'{type(norm).__name__}; only batch norms fold')
+    norm = layer.norm if layer.with_norm and not _channel_norm(
+        layer) else None
     stats = None if norm is None else (norm.running_mean, norm.running_var,
                                        norm.weight, norm.bias, norm.eps)
     return fold_conv(layer.conv.weight, layer.conv.bias, stats, compactor)
@@ -286,9 +318,14 @@ def _load(layer: nn.Module, weight: Tensor, bias: Tensor) -> None:
     """Give a fresh grouped ``layer`` a folded ``weight`` and ``bias``: in
     the conv, or, with a batch norm, as the shift of an identity norm
     (running mean 0, variance 1, scale ``sqrt(1 + eps)``), so the slim head
-    keeps the dense head's layers."""
+    keeps the dense head's layers. (A layer norm's parameters are the
+    caller's.)"""
     conv = layer.conv if isinstance(layer, ConvModule) else layer
     conv.weight.copy_(weight.reshape(conv.weight.shape))
+    if _channel_norm(layer):
+        if conv.bias is not None:
+            conv.bias.copy_(bias)
+        return
     if not (isinstance(layer, ConvModule) and layer.with_norm):
         conv.bias.copy_(bias)
         return

@@ -1,7 +1,8 @@
 # CAIT-S Mask R-CNN compressed as a whole: ATME in the backbone
 # (mask-rcnn_cait_s_coco.py), CDCP on the backbone's QK, V and MLP channels
-# and on the heads' channels (the RPN conv, the box head's shared FCs, the
-# mask convs; ../_base_/compression/cdcp.py). Half of every group is
+# and on the neck's and heads' channels (each pyramid level's inner
+# channels, the RPN conv, the box head's shared FCs, the mask convs;
+# ../_base_/compression/cdcp.py). Half of every group is
 # selected by iteration 30k of the 1x schedule's ~88k (re-ranked every
 # 1000), and the lasso takes a selected channel's rows to zero within about
 # 10k iterations. Export the smaller backbone and heads with

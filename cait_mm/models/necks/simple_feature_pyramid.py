@@ -9,13 +9,14 @@ from torch import Tensor, nn
 
 from cait_mm.core import content_cells, content_mask, scale_cells
 from cait_mm.registry import MODELS
+from ..channel_prunable import ChannelPrunable, Widths
 
 # The upsampling/downsampling stage for each supported scale factor.
 SCALE_FACTORS = (4.0, 2.0, 1.0, 0.5)
 
 
 @MODELS.register_module()
-class SimpleFeaturePyramid(BaseModule):
+class SimpleFeaturePyramid(ChannelPrunable, BaseModule):
     """Feature pyramid built from the last map of a plain ViT (ViTDet).
 
     Following Li et al., "Exploring Plain Vision Transformer Backbones for
@@ -65,10 +66,23 @@ class SimpleFeaturePyramid(BaseModule):
             patch size); turns ``valid_sizes`` into content grids.
         norm_cfg (dict): Norm after the upsampling and in the level convs.
         act_cfg (dict): Activation inside the 4x upsampling.
+        channel_prune (dict, optional): ``dict(groups=('neck', ))``: CDCP
+            compactors on each level's inner channels (the ``1x1`` conv's
+            outputs, the ``3x3`` conv's inputs; one group per level), pruned
+            by ``cait_mm.CDCPHook``. They sit before the ``1x1`` conv's
+            layer norm, whose statistics leave the pruned channels out, so
+            the masked neck computes what its export computes. The outputs
+            (shared by every level of the RPN and RoI heads) are not
+            pruned.
+        channel_widths (dict, optional): ``dict(neck=...)``: the inner
+            channels of every level (an int), per level (a list) or the
+            fraction of ``out_channels`` pruned (a float).
         init_cfg (dict | list, optional): MMEngine initialisation config;
             by default the convs are initialised by ``ConvModule`` (Kaiming)
             and the transposed convs by PyTorch.
     """
+    #: CDCP groups (:class:`ChannelPrunable`): each level's inner channels
+    FAMILIES = ('neck', )
 
     def __init__(self,
                  in_channels: int,
@@ -79,6 +93,8 @@ class SimpleFeaturePyramid(BaseModule):
                  input_stride: int = 16,
                  norm_cfg: Dict = dict(type='cait_mm.LN2d', eps=1e-6),
                  act_cfg: Dict = dict(type='GELU'),
+                 channel_prune: Optional[Dict] = None,
+                 channel_widths: Optional[Dict[str, Widths]] = None,
                  init_cfg: Optional[Union[Dict, List]] = None):
         super().__init__(init_cfg=init_cfg)
         scale_factors = tuple(float(s) for s in scale_factors)
@@ -102,10 +118,12 @@ class SimpleFeaturePyramid(BaseModule):
         self.stages = nn.ModuleList()
         self.lateral_convs = nn.ModuleList()
         self.fpn_convs = nn.ModuleList()
+        self.stage_channels = []
         for scale in scale_factors:
             stage, channels = self._make_stage(scale, in_channels, norm_cfg,
                                                act_cfg)
             self.stages.append(stage)
+            self.stage_channels.append(channels)
             self.lateral_convs.append(
                 ConvModule(
                     channels, out_channels, 1, norm_cfg=norm_cfg,
@@ -118,6 +136,21 @@ class SimpleFeaturePyramid(BaseModule):
                     padding=1,
                     norm_cfg=norm_cfg,
                     act_cfg=None))
+        self._init_pruning(channel_prune, channel_widths, out_channels)
+
+    def _placement(self):
+        for i, conv in enumerate(self.lateral_convs):
+            yield 'neck', i, 0, conv
+
+    def _sources(self, family, index, member):
+        return [self.stage_channels[index]]
+
+    def _tails(self):
+        for i, conv in enumerate(self.fpn_convs):
+            yield f'fpn_convs.{i}', conv, [('neck', i)]
+
+    def _set_layer(self, family, index, member, layer):
+        self.lateral_convs[index] = layer
 
     @staticmethod
     def _make_stage(scale: float, channels: int, norm_cfg: Dict,
@@ -198,11 +231,12 @@ class SimpleFeaturePyramid(BaseModule):
                                    x)
         x = _masked(x, masks[0])
         outs = []
-        for stage, lateral, fpn, mask in zip(self.stages, self.lateral_convs,
-                                             self.fpn_convs, masks[1:]):
+        for i, (stage, lateral, fpn, mask) in enumerate(
+                zip(self.stages, self.lateral_convs, self.fpn_convs,
+                    masks[1:])):
             # Stages and lateral convs are position-wise: padding only has
             # to be zero where the next op mixes positions (the 3x3 conv).
-            y = _masked(lateral(stage(x)), mask)
+            y = _masked(self._conv('neck', i, 0, lateral, stage(x)), mask)
             outs.append(_masked(fpn(y), mask))
         for _ in range(extra):
             # a subsample of a zero-padded map stays zero-padded

@@ -34,15 +34,17 @@ cdcp_hook_cpu = dict(cdcp_hook, interval=50, begin=100, end=400, lasso=5e-3)
 cdcp_head_prune = dict(groups=('ppm', 'lateral', 'fpn', 'fuse'))
 cdcp_head_ratios = dict(ppm=0.5, lateral=0.5, fpn=0.5, fuse=0.5)
 
-# CDCP on Mask R-CNN's heads (cait_mm.CAITRPNHead, CAITShared2FCBBoxHead,
-# CAITFCNMaskHead): compactors after the RPN conv, the two shared FCs of the
-# box head and the four mask convs. A config merges `cdcp_det_heads` into
-# its model and `cdcp_det_head_ratios` into its hook's ratios. The neck is
-# left whole: its channels are layer-normalised (ViTDet's LN2d), so pruning
-# one would change the statistics of the others (docs/cdcp.md).
+# CDCP on Mask R-CNN's neck and heads (cait_mm.SimpleFeaturePyramid,
+# CAITRPNHead, CAITShared2FCBBoxHead, CAITFCNMaskHead): compactors on each
+# pyramid level's inner channels (before the 1x1 conv's layer norm, which
+# then normalises over the kept channels only), after the RPN conv, the two
+# shared FCs of the box head and the mask convs. A config merges
+# `cdcp_det_heads` into its model and `cdcp_det_head_ratios` into its
+# hook's ratios.
 cdcp_det_heads = dict(
+    neck=dict(channel_prune=dict(groups=('neck', ))),
     rpn_head=dict(channel_prune=dict(groups=('rpn', ))),
     roi_head=dict(
         bbox_head=dict(channel_prune=dict(groups=('fc', ))),
         mask_head=dict(channel_prune=dict(groups=('mask', )))))
-cdcp_det_head_ratios = dict(rpn=0.5, fc=0.5, mask=0.5)
+cdcp_det_head_ratios = dict(neck=0.5, rpn=0.5, fc=0.5, mask=0.5)

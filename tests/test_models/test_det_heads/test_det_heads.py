@@ -95,6 +95,7 @@ def test_unsupported_head_layouts_are_refused():
 MASK_RCNN = osp.join(REPO, 'tests/data/configs/mask_rcnn_demo_tiny.py')
 WHOLE = {
     'model.backbone.channel_prune.groups': ('qk', 'v', 'mlp'),
+    'model.neck.channel_prune.groups': ('neck', ),
     'model.rpn_head.channel_prune.groups': ('rpn', ),
     'model.roi_head.bbox_head.channel_prune.groups': ('fc', ),
     'model.roi_head.mask_head.channel_prune.groups': ('mask', ),
@@ -124,6 +125,7 @@ def test_mask_rcnn_export_equals_the_masked_model(tmp_path):
     out = str(tmp_path / 'compressed.pth')
     info = export_compressed(model, out)
     assert info['heads'] == {
+        'neck': dict(channel_widths=dict(neck=[16] * 4)),
         'rpn_head': dict(channel_widths=dict(rpn=[16])),
         'roi_head.bbox_head': dict(channel_widths=dict(fc=[32, 32])),
         'roi_head.mask_head': dict(channel_widths=dict(mask=[16])),
@@ -145,11 +147,11 @@ def test_cdcp_hook_finds_and_ramps_the_detection_heads_groups():
     model = build_model(MASK_RCNN, WHOLE).train()
     runner = SimpleNamespace(model=model, iter=0,
                              message_hub=MessageHub.get_instance('det-cdcp'))
-    hook = CDCPHook(ratios=dict(qk=0.5, v=0.5, mlp=0.5, rpn=0.5, fc=0.25,
-                                mask=0.5), interval=1, begin=0, end=2)
+    hook = CDCPHook(ratios=dict(qk=0.5, v=0.5, mlp=0.5, neck=0.5, rpn=0.5,
+                                fc=0.25, mask=0.5), interval=1, begin=0, end=2)
     hook.before_train(runner)
     assert {k: len(v) for k, v in hook.groups.items()} == dict(
-        qk=4, v=4, mlp=4, rpn=1, fc=2, mask=1)
+        qk=4, v=4, mlp=4, neck=4, rpn=1, fc=2, mask=1)
     for _ in range(3):
         hook.before_train_iter(runner, 0)
         hook.after_train_iter(runner, 0)
@@ -158,5 +160,5 @@ def test_cdcp_hook_finds_and_ramps_the_detection_heads_groups():
     assert runner.message_hub.get_scalar(
         'train/cdcp/rpn_sparsity').current() == 0.5
     with pytest.raises(ValueError, match=r"no ratio for \['fc', 'mask'\]"):
-        CDCPHook(ratios=dict(qk=0.5, v=0.5, mlp=0.5, rpn=0.5)).before_train(
-            runner)
+        CDCPHook(ratios=dict(qk=0.5, v=0.5, mlp=0.5, neck=0.5,
+                             rpn=0.5)).before_train(runner)

@@ -120,3 +120,46 @@ def test_padded_batch_gives_each_image_its_own_pyramid():
             plain[0][1, :, :12, :20], batched[0][1, :, :12, :20], atol=1e-3)
     with pytest.raises(ValueError, match='exceed the input map'):
         neck([batch], valid_sizes=[(113, 96)] * 4)
+
+
+def test_pruned_inner_channels_export_like_the_masked_neck():
+    """CDCP on each level's inner channels: the layer norm after the 1x1
+    conv normalises over the kept channels, so the compact neck (a layer
+    norm over fewer channels) computes what the masked one does, padded
+    batches included."""
+    from cait_mm.core.conv_groups import masked_channel_norm
+    torch.manual_seed(0)
+    neck = SimpleFeaturePyramid(32, 24, channel_prune=dict()).eval()
+    for m in neck.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    for i, group in enumerate(neck.compactors['neck']):
+        group.weight.data.add_(0.2 * torch.randn_like(group.weight))
+        group.select([0.25, 0.5, 0.5, 0.75][i])
+    x = torch.randn(2, 32, 6, 10)
+    sizes = [(96, 160), (64, 100)]
+    with torch.no_grad():
+        masked = neck(x, valid_sizes=sizes)
+        neck.compact()
+        compact = neck(x, valid_sizes=sizes)
+    assert neck.channel_widths == dict(neck=[18, 12, 12, 6])
+    assert neck.fpn_convs[3].conv.in_channels == 6
+    assert neck.lateral_convs[0].norm.normalized_shape == (18, )
+    for a, b in zip(compact, masked):
+        assert a.shape == b.shape and (a - b).abs().max() < 1e-4
+    rebuilt = SimpleFeaturePyramid(
+        32, 24, channel_widths=dict(neck=[18, 12, 12, 6])).eval()
+    rebuilt.load_state_dict(neck.state_dict())
+    with torch.no_grad():
+        for a, b in zip(rebuilt(x, valid_sizes=sizes), compact):
+            assert torch.equal(a, b)
+    # the masked norm is a layer norm over the kept channels
+    keep = torch.arange(24) % 3 != 0
+    y = torch.randn(2, 24, 3, 5)
+    w, b = torch.randn(24), torch.randn(24)
+    expected = LayerNorm2d(16, eps=1e-6)
+    expected.weight.data, expected.bias.data = w[keep], b[keep]
+    got = masked_channel_norm(y, keep, w, b, 1e-6)
+    torch.testing.assert_close(got[:, keep], expected(y[:, keep]))
+    assert got[:, ~keep].abs().max() == 0
