@@ -12,6 +12,7 @@ iterations; same seed, schedule, crops and initialisation): dense;
 cait-atme (trained with ATME); atme-training-free (the dense checkpoint,
 ATME at test time); tps (trained with TPS); tps-training-free;
 cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export);
+cait-atme-cdcp-whole (the same with CDCP on the UperNet head too);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
 with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
@@ -38,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from cait_mm.analysis.benchmark import Entry, benchmark
 from cait_mm.core import TOKEN_REDUCERS
 from cait_mm.core.atme_schedules import schedule_flops
+from cait_mm.utils.checkpoint_files import load_local_checkpoint
 
 # The rows run the user-facing tools (tools/train.py, tools/test.py,
 # tools/export_compressed.py) in subprocesses, from the repository this tool
@@ -120,6 +122,9 @@ def cpu_rows(dataset: str) -> List[Row]:
                                  keep_ratio=0.7)),
         Row('cait-atme-cdcp', c.format('cait_t_cdcp'),
             'ATME + CDCP (half of QK/V/MLP), exported', export=True),
+        Row('cait-atme-cdcp-whole', c.format('cait_t_cdcp-whole'),
+            'ATME + CDCP on the backbone and the UperNet head (half of '
+            'every group), exported', export=True),
         Row('cait-atme-30', c.format('cait_t'),
             'ATME at 30% of the block FLOPs, trained',
             options=reducer(type='ATME', schedule=ATME_T_30)),
@@ -283,6 +288,13 @@ def bench_entries(rows: Sequence[Row],
         if row.export:
             overrides['model.backbone.compressed'] = r['checkpoint']
             overrides['model.backbone.channel_prune'] = None
+            # channel-pruned heads at the widths the file gives
+            meta = load_local_checkpoint(
+                r['checkpoint'], map_location='cpu')['meta']['cait_mm']
+            for name, head in meta.get('heads', {}).items():
+                overrides[f'model.{name}.channel_widths'] = head[
+                    'channel_widths']
+                overrides[f'model.{name}.channel_prune'] = None
         entries.append(Entry(row.config, overrides, label=row.name))
     return entries
 

@@ -7,6 +7,7 @@ import os
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config, DictAction
 
 from ..conftest import REPO
@@ -127,6 +128,9 @@ TEST_LOG = """11/27 09:30:04 - mmengine - INFO - per class results:
 """
 
 
+WIDTHS = dict(ppm=[64] * 4, lateral=[64], fpn=[64] * 3, fuse=[64])
+
+
 def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     """Without training: every tool call is recorded and its outputs faked.
     Reused rows are not trained, the exported row is tested from its
@@ -142,6 +146,10 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
             os.makedirs(work_dir)
             with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
                 f.write(osp.join(work_dir, 'iter_600.pth'))
+        elif tool == 'tools/export_compressed.py':
+            torch.save(dict(state_dict={}, meta=dict(cait_mm=dict(
+                heads=dict(decode_head=dict(channel_widths=WIDTHS))))),
+                args[3])
         elif tool == 'tools/test.py':
             os.makedirs(osp.join(work_dir, '20240101_000000'))
             with open(osp.join(work_dir, '20240101_000000',
@@ -173,6 +181,9 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     entries = experiment.bench_entries(rows, results)
     assert entries[1].overrides == rows[1].test_options
     assert entries[2].overrides['model.backbone.compressed'] == exported
+    # and its pruned head at the file's widths
+    assert entries[2].overrides['model.decode_head.channel_widths'] == WIDTHS
+    assert entries[2].overrides['model.decode_head.channel_prune'] is None
 
 
 def test_rows_repeat_per_seed_and_are_summarised_with_their_spread():
