@@ -15,7 +15,7 @@ model = dict(
 custom_hooks = [
     dict(
         _base_.cdcp_hook,
-        ratios=dict(_base_.cdcp_hook.ratios, **_base_.cdcp_det_head_ratios),
+        ratios=_base_.cdcp_det_ratios,
         interval=1000,
         begin=0,
         end=30000,

@@ -5,8 +5,4 @@
 _base_ = ['./upernet_cait_t_cdcp_membrane_cpu.py']
 
 model = dict(decode_head=dict(channel_prune=_base_.cdcp_head_prune))
-custom_hooks = [
-    dict(
-        _base_.custom_hooks[0],
-        ratios=dict(_base_.cdcp_hook.ratios, **_base_.cdcp_head_ratios))
-]
+custom_hooks = [dict(_base_.custom_hooks[0], ratios=_base_.cdcp_whole_ratios)]

@@ -29,22 +29,24 @@ cdcp_hook_cpu = dict(cdcp_hook, interval=50, begin=100, end=400, lasso=5e-3)
 # CDCP on the UperNet head as well (cait_mm.CAITUPerHead, docs/cdcp.md):
 # compactors after the PPM convs, the lateral convs with the PPM bottleneck
 # (summed, one mask), the FPN convs and fpn_bottleneck. A config adds
-# `cdcp_head_prune` to its decode head and merges `cdcp_head_ratios` into
-# its hook's ratios (half of each head group by the end of the ramp).
+# `cdcp_head_prune` to its decode head and gives its hook
+# `cdcp_whole_ratios` (half of each backbone and head group by the end of
+# the ramp).
 cdcp_head_prune = dict(groups=('ppm', 'lateral', 'fpn', 'fuse'))
-cdcp_head_ratios = dict(ppm=0.5, lateral=0.5, fpn=0.5, fuse=0.5)
+cdcp_whole_ratios = dict(
+    cdcp_hook['ratios'], ppm=0.5, lateral=0.5, fpn=0.5, fuse=0.5)
 
 # CDCP on Mask R-CNN's neck and heads (cait_mm.SimpleFeaturePyramid,
 # CAITRPNHead, CAITShared2FCBBoxHead, CAITFCNMaskHead): compactors on each
 # pyramid level's inner channels (before the 1x1 conv's layer norm, which
 # then normalises over the kept channels only), after the RPN conv, the two
 # shared FCs of the box head and the mask convs. A config merges
-# `cdcp_det_heads` into its model and `cdcp_det_head_ratios` into its
-# hook's ratios.
+# `cdcp_det_heads` into its model and gives its hook `cdcp_det_ratios`.
 cdcp_det_heads = dict(
     neck=dict(channel_prune=dict(groups=('neck', ))),
     rpn_head=dict(channel_prune=dict(groups=('rpn', ))),
     roi_head=dict(
         bbox_head=dict(channel_prune=dict(groups=('fc', ))),
         mask_head=dict(channel_prune=dict(groups=('mask', )))))
-cdcp_det_head_ratios = dict(neck=0.5, rpn=0.5, fc=0.5, mask=0.5)
+cdcp_det_ratios = dict(cdcp_hook['ratios'], neck=0.5, rpn=0.5, fc=0.5,
+                       mask=0.5)

@@ -10,7 +10,7 @@ model = dict(
 custom_hooks = [
     dict(
         _base_.cdcp_hook,
-        ratios=dict(_base_.cdcp_hook.ratios, **_base_.cdcp_head_ratios),
+        ratios=_base_.cdcp_whole_ratios,
         interval=1,
         begin=0,
         end=2,
