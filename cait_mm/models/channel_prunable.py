@@ -88,6 +88,8 @@ class ChannelPrunable:
                     f'{name}: {family} convs have a '
                     f'{type(layer.norm).__name__}; channel pruning handles '
                     'batch norms and channel-wise layer norms')
+        #: the widths as built by the parent class (what is not pruned)
+        self.dense_channel_widths = self.channel_widths
         if channel_widths is not None:
             self._rebuild(
                 self._parse_widths(channel_widths, dense_width))
@@ -119,6 +121,13 @@ class ChannelPrunable:
             raise ValueError(f'{name}: unknown channel groups {unknown}; '
                              f'it has {self.FAMILIES}')
         return tuple(f for f in self.FAMILIES if f in groups)
+
+    @property
+    def is_pruned(self) -> bool:
+        """Whether the head has compactors or narrower layers than its
+        parent class builds (what an export has to record)."""
+        return bool(self.compactors) or \
+            self.channel_widths != self.dense_channel_widths
 
     @property
     def channel_widths(self) -> Dict[str, List[int]]:

@@ -185,9 +185,10 @@ def export_compressed(model: nn.Module,
     save the whole model.
 
     The compactors are folded and the pruned channels removed
-    (``CAITViT.compact``, and ``compact`` of every other module that has
-    one, such as ``CAITUPerHead`` or ``roi_head.bbox_head``'s
-    ``CAITShared2FCBBoxHead``); the file holds every weight of
+    (``CAITViT.compact``, and ``compact`` of every channel-pruned head or
+    neck, such as a ``CAITUPerHead`` or ``roi_head.bbox_head``'s
+    ``CAITShared2FCBBoxHead`` with compactors or slim widths); the file
+    holds every weight of
     ``model`` (heads included, so it evaluates as it is) except the modules
     under ``drop`` (e.g. a distillation teacher), plus the spec that
     rebuilds the compact backbone and the widths of those heads.
@@ -203,8 +204,8 @@ def export_compressed(model: nn.Module,
     heads = {}
     skip = tuple(f'{name}.' for name in (backbone, *drop))
     for name, child in list(model.named_modules()):
-        if name and not f'{name}.'.startswith(skip) and callable(
-                getattr(child, 'compact', None)):
+        if name and not f'{name}.'.startswith(skip) and getattr(
+                child, 'is_pruned', False):
             child.compact()
             heads[name] = dict(channel_widths=child.channel_widths)
     meta = CompressionMeta(module.compression_spec(), f'{backbone}.',

@@ -143,3 +143,27 @@ def test_a_pruned_head_needs_a_prunable_head_type():
         _configure_head(
             ConfigDict(decode_head=dict(type='UPerHead')), 'decode_head',
             widths, 'x.pth')
+
+
+def test_only_pruned_heads_go_into_an_export(tmp_path):
+    """A dense head is left out of the file's metadata, so the export loads
+    into configs with mmseg's own UPerHead too."""
+    from cait_mm.models import CAITViT
+    from cait_mm.models.backbones import export_compressed
+
+    class Segmentor(nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.backbone = CAITViT(
+                arch=dict(embed_dims=8, num_layers=2, num_heads=2,
+                          mlp_ratio=2.), img_size=32, out_indices=(0, 1))
+            self.decode_head = head
+
+    dense = CAITUPerHead(**HEAD)
+    assert not dense.is_pruned
+    info = export_compressed(Segmentor(dense), str(tmp_path / 'a.pth'))
+    assert 'heads' not in info
+    slim = CAITUPerHead(channel_widths=dict(fuse=6), **HEAD)
+    assert slim.is_pruned
+    info = export_compressed(Segmentor(slim), str(tmp_path / 'b.pth'))
+    assert info['heads']['decode_head']['channel_widths']['fuse'] == [6]
