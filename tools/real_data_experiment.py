@@ -12,7 +12,8 @@ iterations; same seed, schedule, crops and initialisation): dense;
 cait-atme (trained with ATME); atme-training-free (the dense checkpoint,
 ATME at test time); tps (trained with TPS); tps-training-free;
 cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export);
-cait-atme-cdcp-whole (the same with CDCP on the UperNet head too);
+cait-atme-cdcp-whole (the same with CDCP on the UperNet head too) and
+cait-atme-cdcp-whole-25 (a quarter of the head's channels instead of half);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
 with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
@@ -125,6 +126,12 @@ def cpu_rows(dataset: str) -> List[Row]:
         Row('cait-atme-cdcp-whole', c.format('cait_t_cdcp-whole'),
             'ATME + CDCP on the backbone and the UperNet head (half of '
             'every group), exported', export=True),
+        Row('cait-atme-cdcp-whole-25', c.format('cait_t_cdcp-whole'),
+            'the same with a quarter of every head group pruned, exported',
+            export=True, options={
+                f'custom_hooks.0.ratios.{group}': 0.25
+                for group in ('ppm', 'lateral', 'fpn', 'fuse')
+            }),
         Row('cait-atme-30', c.format('cait_t'),
             'ATME at 30% of the block FLOPs, trained',
             options=reducer(type='ATME', schedule=ATME_T_30)),

@@ -59,9 +59,18 @@ def test_rows_name_existing_configs_and_rows(dataset):
         assert row.reuse is None or row.reuse in names
         # a reused checkpoint is trained without the row's own options
         assert not (row.reuse and row.options), row.name
-        # the reducer is set through its one slot
+        # the reducer is set through its one slot; CDCP ratios through
+        # the config's one hook
         for key in {**row.options, **row.test_options}:
-            assert key.startswith('model.backbone.token_reducer.'), key
+            assert key.startswith(('model.backbone.token_reducer.',
+                                   'custom_hooks.0.ratios.')), key
+    # the quarter-head row prunes the head less, the backbone alike
+    quarter = Config.fromfile(osp.join(REPO, rows[names.index(
+        'cait-atme-cdcp-whole-25')].config))
+    quarter.merge_from_dict(
+        rows[names.index('cait-atme-cdcp-whole-25')].options)
+    assert quarter.custom_hooks[0].ratios == dict(
+        qk=0.5, v=0.5, mlp=0.5, ppm=0.25, lateral=0.25, fpn=0.25, fuse=0.25)
 
 
 @pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
