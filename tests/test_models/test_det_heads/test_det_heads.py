@@ -17,6 +17,17 @@ from cait_mm.models.det_heads import (CAITFCNMaskHead, CAITRPNHead,
                                       CAITShared2FCBBoxHead)
 
 register_all_modules(init_default_scope=False)
+
+
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """mmdet's heads build their coders and losses in the default scope,
+    which other tests may have left at mmseg's or mmpretrain's."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        yield
+
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 CODER = dict(type='DeltaXYWHBBoxCoder', target_means=[0.] * 4,
