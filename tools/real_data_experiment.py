@@ -24,7 +24,8 @@ tools/train.py, tools/export_compressed.py and tools/test.py, once per
 IoU); then all rows are timed in one process (whole model, batch 1), as
 ratios to dense. Writes results.md, results.json and results.png (mIoU vs
 images/s) in the work dir; rows already trained there are reused unless
---no-skip, so a long comparison can be run in sittings.
+--no-skip, and a training that was interrupted is resumed from its last
+checkpoint, so a long comparison can be run in sittings.
 """
 import argparse
 import json
@@ -48,6 +49,8 @@ from cait_mm.utils.checkpoint_files import load_local_checkpoint
 # measured afterwards for all rows in one process, as ratios to the first.
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: marker of a row whose training finished (in its train/ work dir)
+TRAINED = 'TRAINED'
 
 
 @dataclass
@@ -202,7 +205,7 @@ def per_class(test_log: str) -> Dict[str, float]:
 
 
 def _run(args: Sequence[str], log: str) -> None:
-    with open(log, 'w') as f:
+    with open(log, 'a') as f:  # a resumed training adds to its log
         proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f,
                               stderr=subprocess.STDOUT)
     if proc.returncode:
@@ -255,13 +258,22 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
         row_dir = osp.join(work_dir, row.name)
         os.makedirs(row_dir, exist_ok=True)
         train_dir = osp.join(row_dir, 'train')
-        if row.reuse is None and not (skip_existing and osp.isfile(
-                osp.join(train_dir, 'last_checkpoint'))):
-            log(f'[{row.name}] training {row.config}')
+        # written when tools/train.py returns: a run that died leaves only
+        # its last checkpoint, and is resumed from it
+        trained = osp.join(train_dir, TRAINED)
+        if row.reuse is None and not (skip_existing
+                                      and osp.isfile(trained)):
+            resume = skip_existing and osp.isfile(
+                osp.join(train_dir, 'last_checkpoint'))
+            log(f'[{row.name}] ' + ('resuming' if resume else 'training') +
+                f' {row.config}')
             _run([
                 'tools/train.py', row.config, '--work-dir', train_dir,
-                '--cfg-options', *_options(data_root, row.options)
+                *(['--resume'] if resume else []), '--cfg-options',
+                *_options(data_root, row.options)
             ], osp.join(row_dir, 'train.log'))
+            with open(trained, 'w') as f:
+                f.write(_trained(work_dir, row.name) + '\n')
         ckpt = _trained(work_dir, row.reuse or row.name)
         if row.export:
             exported = osp.join(row_dir, 'compressed.pth')

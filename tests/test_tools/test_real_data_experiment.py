@@ -152,7 +152,7 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
         if '--work-dir' in args:
             work_dir = args[args.index('--work-dir') + 1]
         if tool == 'tools/train.py':
-            os.makedirs(work_dir)
+            os.makedirs(work_dir, exist_ok=True)
             with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
                 f.write(osp.join(work_dir, 'iter_600.pth'))
         elif tool == 'tools/export_compressed.py':
@@ -193,6 +193,41 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     # and its pruned head at the file's widths
     assert entries[2].overrides['model.decode_head.channel_widths'] == WIDTHS
     assert entries[2].overrides['model.decode_head.channel_prune'] is None
+
+
+def test_an_interrupted_training_is_resumed_and_a_finished_one_reused(
+        tmp_path, monkeypatch):
+    """A row whose training died has a last checkpoint but no TRAINED
+    marker: it is resumed, not taken as trained; a finished row is not
+    trained again."""
+    calls = []
+
+    def fake_run(args, log):
+        calls.append(list(args))
+        work_dir = args[args.index('--work-dir') + 1]
+        os.makedirs(work_dir, exist_ok=True)
+        if args[0] == 'tools/train.py':
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(work_dir, 'iter_600.pth'))
+        else:
+            os.makedirs(osp.join(work_dir, 'run'), exist_ok=True)
+            with open(osp.join(work_dir, 'run', 'run.json'), 'w') as f:
+                f.write(json.dumps(dict(mIoU=50.0)) + '\n')
+            with open(log, 'w') as f:
+                f.write(TEST_LOG)
+
+    monkeypatch.setattr(experiment, '_run', fake_run)
+    rows = [_row('membrane', 'dense')]
+    died = tmp_path / 'dense' / 'train'
+    died.mkdir(parents=True)
+    (died / 'last_checkpoint').write_text(str(died / 'iter_400.pth'))
+    experiment.run_rows(rows, '/data/m', str(tmp_path), log=lambda _: None)
+    assert calls[0][0] == 'tools/train.py' and '--resume' in calls[0]
+    assert (died / experiment.TRAINED).read_text().strip() == str(
+        died / 'iter_600.pth')
+    calls.clear()
+    experiment.run_rows(rows, '/data/m', str(tmp_path), log=lambda _: None)
+    assert [c[0] for c in calls] == ['tools/test.py']
 
 
 def test_rows_repeat_per_seed_and_are_summarised_with_their_spread():
