@@ -14,6 +14,8 @@ ATME at test time); tps (trained with TPS); tps-training-free;
 cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export);
 cait-atme-cdcp-whole (the same with CDCP on the UperNet head too) and
 cait-atme-cdcp-whole-25 (a quarter of the head's channels instead of half);
+cait-atme-cdcp-whole-ft (the dense checkpoint of the same seed fine-tuned
+with ATME + CDCP on backbone and head, the recipe's schedule again);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
 with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
@@ -56,12 +58,15 @@ TRAINED = 'TRAINED'
 @dataclass
 class Row:
     """One row: a config to train (or the row whose checkpoint it reuses),
+    the row whose trained checkpoint its training starts from
+    (``init_from``: mmengine's ``load_from``; none: from scratch),
     overrides for training and testing (``options``) or for testing only
     (``test_options``), and whether the checkpoint is exported first."""
     name: str
     config: str
     description: str
     reuse: Optional[str] = None
+    init_from: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
     test_options: Dict[str, Any] = field(default_factory=dict)
     export: bool = False
@@ -135,6 +140,13 @@ def cpu_rows(dataset: str) -> List[Row]:
                 f'custom_hooks.0.ratios.{group}': 0.25
                 for group in ('ppm', 'lateral', 'fpn', 'fuse')
             }),
+        # CAIT's order of work: compress a trained model. The dense row's
+        # checkpoint (same seed) is loaded, the compactors start as the
+        # identity, and the CPU recipe's schedule runs again with the ramp
+        Row('cait-atme-cdcp-whole-ft', c.format('cait_t_cdcp-whole'),
+            'the dense checkpoint fine-tuned with ATME + CDCP on the '
+            'backbone and the head (half of every group), exported',
+            init_from='dense', export=True),
         Row('cait-atme-30', c.format('cait_t'),
             'ATME at 30% of the block FLOPs, trained',
             options=reducer(type='ATME', schedule=ATME_T_30)),
@@ -168,7 +180,7 @@ def cpu_rows(dataset: str) -> List[Row]:
 def with_seeds(rows: Sequence[Row], seeds: Sequence[int]) -> List[Row]:
     """Every row once per seed (``randomness.seed``): seed 0, the configs'
     own, keeps the row's name; seed ``s`` appends ``-seed{s}``, and a row
-    that reuses a checkpoint reuses that seed's."""
+    that reuses a checkpoint or starts from one takes that seed's."""
     expanded = []
     for seed in seeds:
         suffix = '' if seed == 0 else f'-seed{seed}'
@@ -179,7 +191,9 @@ def with_seeds(rows: Sequence[Row], seeds: Sequence[int]) -> List[Row]:
             expanded.append(
                 replace(row, name=row.name + suffix, options=options,
                         reuse=None if row.reuse is None else
-                        row.reuse + suffix))
+                        row.reuse + suffix,
+                        init_from=None if row.init_from is None else
+                        row.init_from + suffix))
     return expanded
 
 
@@ -267,10 +281,13 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
                 osp.join(train_dir, 'last_checkpoint'))
             log(f'[{row.name}] ' + ('resuming' if resume else 'training') +
                 f' {row.config}')
+            options = dict(row.options)
+            if row.init_from is not None:
+                options['load_from'] = _trained(work_dir, row.init_from)
             _run([
                 'tools/train.py', row.config, '--work-dir', train_dir,
                 *(['--resume'] if resume else []), '--cfg-options',
-                *_options(data_root, row.options)
+                *_options(data_root, options)
             ], osp.join(row_dir, 'train.log'))
             with open(trained, 'w') as f:
                 f.write(_trained(work_dir, row.name) + '\n')

@@ -57,6 +57,9 @@ def test_rows_name_existing_configs_and_rows(dataset):
         assert row.config.startswith('configs/upernet/upernet_')
         assert row.config.endswith(f'_{dataset}_cpu.py')
         assert row.reuse is None or row.reuse in names
+        # a fine-tuned row starts from a row trained before it
+        assert row.init_from is None or row.init_from in names[
+            :names.index(row.name)]
         # a reused checkpoint is trained without the row's own options
         assert not (row.reuse and row.options), row.name
         # the reducer is set through its one slot; CDCP ratios through
@@ -228,6 +231,46 @@ def test_an_interrupted_training_is_resumed_and_a_finished_one_reused(
     calls.clear()
     experiment.run_rows(rows, '/data/m', str(tmp_path), log=lambda _: None)
     assert [c[0] for c in calls] == ['tools/test.py']
+
+
+def test_a_fine_tuned_row_starts_from_its_seeds_dense_checkpoint(
+        tmp_path, monkeypatch):
+    """The fine-tuned row's training loads the dense row's trained
+    checkpoint of the same seed (mmengine's load_from); the dense row's own
+    training does not."""
+    calls = []
+
+    def fake_run(args, log):
+        calls.append(list(args))
+        work_dir = args[args.index('--work-dir') + 1] \
+            if '--work-dir' in args else None
+        if args[0] == 'tools/train.py':
+            os.makedirs(work_dir, exist_ok=True)
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(work_dir, 'iter_600.pth'))
+        elif args[0] == 'tools/export_compressed.py':
+            torch.save(dict(state_dict={}, meta=dict(cait_mm=dict())),
+                       args[3])
+        else:
+            os.makedirs(osp.join(work_dir, 'run'), exist_ok=True)
+            with open(osp.join(work_dir, 'run', 'run.json'), 'w') as f:
+                f.write(json.dumps(dict(mIoU=50.0)) + '\n')
+            with open(log, 'w') as f:
+                f.write(TEST_LOG)
+
+    monkeypatch.setattr(experiment, '_run', fake_run)
+    rows = experiment.with_seeds(
+        [_row('membrane', n) for n in ('dense', 'cait-atme-cdcp-whole-ft')],
+        [0, 1])
+    assert [r.init_from for r in rows] == [None, 'dense', None,
+                                           'dense-seed1']
+    experiment.run_rows(rows, '/data/m', str(tmp_path), log=lambda _: None)
+    trainings = [_parse(c[c.index('--cfg-options') + 1:]) for c in calls
+                 if c[0] == 'tools/train.py']
+    assert [t.get('load_from') for t in trainings] == [
+        None, str(tmp_path / 'dense' / 'train' / 'iter_600.pth'), None,
+        str(tmp_path / 'dense-seed1' / 'train' / 'iter_600.pth')]
+    assert trainings[3]['randomness.seed'] == 1
 
 
 def test_rows_repeat_per_seed_and_are_summarised_with_their_spread():
