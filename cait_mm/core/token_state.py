@@ -3,7 +3,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .batch_rows import flat_index, shape_cached
@@ -96,8 +95,16 @@ class TokenState:
             bias = bias.masked_fill(pad, float('-inf'))
         if dtype is not None and bias.dtype != dtype:
             bias = bias.to(dtype)
-        bias = F.pad(bias, (num_prefix_tokens, 0)).view(
-            bias.shape[0], 1, 1, -1)
+        if num_prefix_tokens:
+            # prefix tokens have size 1: zeros first (a cat is one kernel,
+            # a pad two)
+            B = bias.shape[0]
+            zeros = shape_cached(
+                ('bias_prefix', B, num_prefix_tokens, bias.dtype,
+                 bias.device),
+                lambda: bias.new_zeros(B, num_prefix_tokens))
+            bias = torch.cat([zeros, bias], 1)
+        bias = bias.view(bias.shape[0], 1, 1, -1)
         self._bias = (num_prefix_tokens, dtype, bias)
         return bias
 
