@@ -198,15 +198,17 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     assert entries[2].overrides['model.decode_head.channel_prune'] is None
 
 
-def test_an_interrupted_training_is_resumed_and_a_finished_one_reused(
-        tmp_path, monkeypatch):
-    """A row whose training died has a last checkpoint but no TRAINED
-    marker: it is resumed, not taken as trained; a finished row is not
-    trained again."""
-    calls = []
+def _fake_tools(calls):
+    """A stand-in for the tool runner: records each call in ``calls`` and
+    writes what the tool would (a last checkpoint, an empty export, a test's
+    metrics and per-class log)."""
 
     def fake_run(args, log):
         calls.append(list(args))
+        if args[0] == 'tools/export_compressed.py':
+            torch.save(dict(state_dict={}, meta=dict(cait_mm=dict())),
+                       args[3])
+            return
         work_dir = args[args.index('--work-dir') + 1]
         os.makedirs(work_dir, exist_ok=True)
         if args[0] == 'tools/train.py':
@@ -219,7 +221,16 @@ def test_an_interrupted_training_is_resumed_and_a_finished_one_reused(
             with open(log, 'w') as f:
                 f.write(TEST_LOG)
 
-    monkeypatch.setattr(experiment, '_run', fake_run)
+    return fake_run
+
+
+def test_an_interrupted_training_is_resumed_and_a_finished_one_reused(
+        tmp_path, monkeypatch):
+    """A row whose training died has a last checkpoint but no TRAINED
+    marker: it is resumed, not taken as trained; a finished row is not
+    trained again."""
+    calls = []
+    monkeypatch.setattr(experiment, '_run', _fake_tools(calls))
     rows = [_row('membrane', 'dense')]
     died = tmp_path / 'dense' / 'train'
     died.mkdir(parents=True)
@@ -239,26 +250,7 @@ def test_a_fine_tuned_row_starts_from_its_seeds_dense_checkpoint(
     checkpoint of the same seed (mmengine's load_from); the dense row's own
     training does not."""
     calls = []
-
-    def fake_run(args, log):
-        calls.append(list(args))
-        work_dir = args[args.index('--work-dir') + 1] \
-            if '--work-dir' in args else None
-        if args[0] == 'tools/train.py':
-            os.makedirs(work_dir, exist_ok=True)
-            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
-                f.write(osp.join(work_dir, 'iter_600.pth'))
-        elif args[0] == 'tools/export_compressed.py':
-            torch.save(dict(state_dict={}, meta=dict(cait_mm=dict())),
-                       args[3])
-        else:
-            os.makedirs(osp.join(work_dir, 'run'), exist_ok=True)
-            with open(osp.join(work_dir, 'run', 'run.json'), 'w') as f:
-                f.write(json.dumps(dict(mIoU=50.0)) + '\n')
-            with open(log, 'w') as f:
-                f.write(TEST_LOG)
-
-    monkeypatch.setattr(experiment, '_run', fake_run)
+    monkeypatch.setattr(experiment, '_run', _fake_tools(calls))
     rows = experiment.with_seeds(
         [_row('membrane', n) for n in ('dense', 'cait-atme-cdcp-whole-ft')],
         [0, 1])
