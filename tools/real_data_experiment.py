@@ -15,7 +15,8 @@ cait-atme-cdcp (ATME + CDCP, exported, evaluated from the export);
 cait-atme-cdcp-whole (the same with CDCP on the UperNet head too) and
 cait-atme-cdcp-whole-25 (a quarter of the head's channels instead of half);
 cait-atme-cdcp-whole-ft (the dense checkpoint of the same seed fine-tuned
-with ATME + CDCP on backbone and head, the recipe's schedule again);
+with ATME + CDCP on backbone and head, the recipe's schedule again) and
+cait-atme-cdcp-whole-ft-lr1e-4 (the same at a tenth of the learning rate);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
 with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
@@ -147,6 +148,13 @@ def cpu_rows(dataset: str) -> List[Row]:
             'the dense checkpoint fine-tuned with ATME + CDCP on the '
             'backbone and the head (half of every group), exported',
             init_from='dense', export=True),
+        # the same at a fine-tuning learning rate: the recipe's 1e-3 is a
+        # from-scratch one, and restarting a trained model at it loses
+        # what the dense row learned
+        Row('cait-atme-cdcp-whole-ft-lr1e-4', c.format('cait_t_cdcp-whole'),
+            'the same fine-tuning at a tenth of the learning rate (1e-4)',
+            init_from='dense', export=True,
+            options={'optim_wrapper.optimizer.lr': 1e-4}),
         Row('cait-atme-30', c.format('cait_t'),
             'ATME at 30% of the block FLOPs, trained',
             options=reducer(type='ATME', schedule=ATME_T_30)),

@@ -9,6 +9,20 @@ from .batch_rows import flat_index, shape_cached
 from .padding import content_mask
 
 
+def padding_bias(dtype: torch.dtype) -> float:
+    """The attention bias of a padding key: finite, yet far enough below
+    any logit that its softmax weight is exactly 0.
+
+    Not ``-inf``: CUDA's fused kernels (memory-efficient, Flash, cuDNN) run
+    an online softmax over key tiles, and a tile of ``-inf`` logits gives
+    ``-inf - (-inf) = NaN`` when the bias is folded into the keys
+    (:func:`~cait_mm.core.vit_layers.fold_bias`). A 64th of the dtype's
+    lowest value stays finite there after the fold's ``/ scale`` (scales
+    down to 1/64), and ``exp`` of it is 0 in every float type.
+    """
+    return torch.finfo(dtype).min / 64
+
+
 @dataclass
 class TokenState:
     """Where the current patch tokens came from.
@@ -73,10 +87,11 @@ class TokenState:
         """Additive attention bias over keys, ``(B, 1, 1, P + N)``.
 
         ``log(size)`` for proportional attention (prefix tokens have size 1,
-        hence 0) and ``-inf`` for padding tokens. Returns ``None`` when there
-        is neither, so attention stays unbiased and bit-identical to a plain
-        ViT. Built once per reduction, in ``dtype`` (the attention's, so
-        blocks need not cast it; default: the sizes' dtype).
+        hence 0) and :func:`padding_bias` for padding tokens. Returns
+        ``None`` when there is neither, so attention stays unbiased and
+        bit-identical to a plain ViT. Built once per reduction, in
+        ``dtype`` (the attention's, so blocks need not cast it; default:
+        the sizes' dtype).
         """
         if self._bias is not None and self._bias[:2] == (num_prefix_tokens,
                                                          dtype):
@@ -92,7 +107,7 @@ class TokenState:
                                else self.size.dtype)
             if self.size is not None:
                 bias = bias + self.size.log()
-            bias = bias.masked_fill(pad, float('-inf'))
+            bias = bias.masked_fill(pad, padding_bias(dtype or bias.dtype))
         if dtype is not None and bias.dtype != dtype:
             bias = bias.to(dtype)
         if num_prefix_tokens:

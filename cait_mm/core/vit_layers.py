@@ -70,7 +70,9 @@ def fold_bias(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float
     B, h, N, d = q.shape
     width = -(-(max(d, v.shape[-1]) + 1) // 8) * 8
     q = F.pad(q, (0, width - d))
-    q[..., d] = 1
+    # fill_ takes the scalar as is; ``q[..., d] = 1`` would first make it a
+    # CPU tensor, and on CUDA copy it over (a transfer per block)
+    q.select(-1, d).fill_(1)
     k = F.pad(k, (0, width - d))
     k[..., d] = bias.view(B, 1, N) / scale
     return q, k, F.pad(v, (0, width - v.shape[-1]))
