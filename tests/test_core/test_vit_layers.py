@@ -92,3 +92,51 @@ def test_attention_with_a_folded_bias_equals_the_masked_one():
     torch.testing.assert_close(folded, masked, rtol=1e-5, atol=1e-6)
     # reducers see the unfolded queries and keys
     assert info2.k.shape == (2, 4, 7, 8) and torch.equal(info2.k, info.k)
+
+
+def _tiled_attention(q, k, v, scale, tile):
+    """Attention as the fused CUDA kernels compute it: an online softmax
+    over key tiles (running max, rescaled sums), with no masking of its
+    own. A tile whose logits are all ``-inf`` gives ``-inf - (-inf)``."""
+    m = torch.full(q.shape[:-1] + (1,), -float('inf'), dtype=q.dtype)
+    denom = torch.zeros_like(m)
+    out = torch.zeros(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+    for start in range(0, k.shape[-2], tile):
+        s = scale * q @ k[..., start:start + tile, :].transpose(-2, -1)
+        m_new = torch.maximum(m, s.amax(-1, keepdim=True))
+        p = (s - m_new).exp()
+        rescale = (m - m_new).exp()
+        denom = denom * rescale + p.sum(-1, keepdim=True)
+        out = out * rescale + p @ v[..., start:start + tile, :]
+        m = m_new
+    return out / denom
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,
+                                   torch.float32])
+def test_padding_keys_folded_stay_finite_in_tiled_kernels(dtype):
+    """Padding keys first (a whole tile of them): with ``-inf`` the folded
+    keys give NaN in a tiled kernel; with :func:`padding_bias` the output
+    is attention over the content keys alone."""
+    from cait_mm.core.token_state import padding_bias
+    torch.manual_seed(0)
+    B, h, N, d, scale, pad = 1, 2, 16, 8, 8 ** -0.5, 8
+    q, k = torch.randn(2, B, h, N, d)
+    v = torch.randn(B, h, N, d)
+    content = F.scaled_dot_product_attention(q, k[..., pad:, :],
+                                             v[..., pad:, :], scale=scale)
+
+    def tiled(fill):
+        bias = torch.zeros(B, 1, 1, N)
+        bias[..., :pad] = fill
+        q2, k2, v2 = fold_bias(q.to(dtype), k.to(dtype), v.to(dtype),
+                               bias.to(dtype), scale)
+        assert torch.isfinite(k2).all() or fill == -float('inf')
+        return _tiled_attention(q2.float(), k2.float(), v2.float(), scale,
+                                tile=pad)[..., :d]
+
+    assert tiled(-float('inf')).isnan().all()
+    got = tiled(padding_bias(dtype))
+    tol = dict(rtol=0, atol=1e-6) if dtype == torch.float32 else dict(
+        rtol=0, atol=3e-2)
+    torch.testing.assert_close(got, content, **tol)
