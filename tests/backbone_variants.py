@@ -12,6 +12,9 @@ VARIANTS = {
     'atme-token': dict(token_reducer=dict(type='ATME', schedule=MERGE)),
     'atme-line': dict(token_reducer=dict(type='ATME', schedule=MERGE,
                                          granularity='line')),
+    # the bias folded into the heads, as on CUDA (for FlashAttention)
+    'atme-fold': dict(token_reducer=dict(type='ATME', schedule=MERGE),
+                      attn_bias_mode='fold'),
     'tps': dict(token_reducer=dict(type='TPS', blocks=(0, 1),
                                    keep_ratio=.6)),
     'tome': dict(token_reducer=dict(type='ToMe', r=4)),

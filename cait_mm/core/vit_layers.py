@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from .batch_rows import shape_cached
 from .compactor import ChannelGroup
 
 CHANNEL_GROUPS = ('qk', 'v', 'mlp')
@@ -55,7 +56,8 @@ def fold_bias(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float
     ``v' = [v, 0...]`` (head dim padded to a multiple of 8, as fused
     kernels want), ``softmax(scale * q' k'^T) v'`` is
     ``[softmax(scale * q k^T + bias) v, 0...]``: exact up to float rounding
-    (``-inf`` biases included: ``1 * -inf``).
+    (``-inf`` biases included: ``1 * -inf``; but CUDA's tiled kernels need
+    finite ones, :func:`~cait_mm.core.token_state.padding_bias`).
 
     Args:
         q, k (Tensor): ``(B, h, N, d_qk)``.
@@ -68,14 +70,29 @@ def fold_bias(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float
         8) * 8``; the output's first ``d_v`` channels are attention's.
     """
     B, h, N, d = q.shape
-    width = -(-(max(d, v.shape[-1]) + 1) // 8) * 8
-    q = F.pad(q, (0, width - d))
-    # fill_ takes the scalar as is; ``q[..., d] = 1`` would first make it a
-    # CPU tensor, and on CUDA copy it over (a transfer per block)
-    q.select(-1, d).fill_(1)
-    k = F.pad(k, (0, width - d))
-    k[..., d] = bias.view(B, 1, N) / scale
-    return q, k, F.pad(v, (0, width - v.shape[-1]))
+    d_v = v.shape[-1]
+    width = -(-(max(d, d_v) + 1) // 8) * 8
+    # one cat per tensor with constant channels (cached, expanded: no
+    # copy) and the bias column: 4 kernels a block, where pads and an
+    # in-place write of the bias took 9
+    q = torch.cat([q, _channels(width - d, 1., q).expand(B, h, N, -1)], -1)
+    k_extra = [k, (bias.view(B, 1, N, 1) / scale).expand(B, h, N, 1)]
+    if width - d > 1:
+        k_extra.append(_channels(width - d - 1, 0., k).expand(B, h, N, -1))
+    v = torch.cat([v, _channels(width - d_v, 0., v).expand(B, h, N, -1)],
+                  -1)
+    return q, torch.cat(k_extra, -1), v
+
+
+def _channels(n: int, first: float, like: Tensor) -> Tensor:
+    """``[first, 0, ...]`` of length ``n`` in ``like``'s dtype and device,
+    built once."""
+    def build():
+        out = like.new_zeros(n)
+        out[0] = first
+        return out
+    return shape_cached(('fold_channels', n, first, like.dtype, like.device),
+                        build)
 
 
 class AttentionInfo(NamedTuple):

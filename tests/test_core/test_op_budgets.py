@@ -120,3 +120,19 @@ def test_the_whole_forward_builds_each_bias_once_and_casts_nothing():
     assert first.by_name['aten::log'] == 6
     assert 'aten::to' not in first.by_name
     assert 'aten::_to_copy' not in first.kernels_by_name
+
+
+def test_folding_the_bias_is_one_cat_per_tensor():
+    """On CUDA the bias is folded into every biased block's heads: the
+    constant channels are cached, so a fold is the bias column and three
+    cats, no pads or in-place writes (4 kernels, not 9)."""
+    from cait_mm.core.vit_layers import fold_bias
+    B, h, N, d = 2, 3, 50, 16
+    qkv = torch.randn(B, N, 3, h, d)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    bias = torch.randn(B, 1, 1, N)
+    fold_bias(q, k, v, bias, d ** -0.5)
+    ops = count_ops(lambda: fold_bias(q, k, v, bias, d ** -0.5))
+    assert ops.kernels <= 4, ops.kernels_by_name
+    assert ops.kernels_by_name.get('aten::cat') == 3
+    assert 'aten::fill_' not in ops.kernels_by_name

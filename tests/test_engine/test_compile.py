@@ -19,8 +19,10 @@ from cait_mm.engine.compile import (COMPILED_PARTS, compile_options,
 from ..backbone_variants import MERGE, backbone
 from ..conftest import REPO
 
-# the list (ToMe and EViT trace alike: the ONNX tests export them)
-COMPILED = ('atme-line', 'atme-token', 'cdcp-exported', 'dense', 'tps')
+# the list (ToMe and EViT trace alike: the ONNX tests export them),
+# and ATME with the bias folded into the heads, CUDA's path
+COMPILED = ('atme-fold', 'atme-line', 'atme-token', 'cdcp-exported', 'dense',
+            'tps')
 
 
 @pytest.mark.parametrize('name', COMPILED)
