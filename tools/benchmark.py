@@ -67,6 +67,10 @@ def parse_args():
                         help='time ONNX Runtime (CPU) instead of PyTorch')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument(
+        '--profile', action='store_true',
+        help='after timing, profile one call of each row: top operators and '
+        'kernels, and the device\'s busy time against the wall time')
+    parser.add_argument(
         '--flops-target', type=float,
         help='with one (dense) config: add a row per --reducers, each set '
         'for this fraction of the dense block FLOPs at --shape')
@@ -100,7 +104,7 @@ def main():
         if args.compile else None
     results = benchmark(entries, shape, args.batch_size, part, args.device,
                         args.warmup, args.repeats, args.amp, args.cuda_graph,
-                        compiled, args.onnx)
+                        compiled, args.onnx, profile=args.profile)
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
         device=args.device, amp=args.amp, cuda_graph=args.cuda_graph,
@@ -124,7 +128,17 @@ def main():
         f.write(table)
     with open(stem + '.json', 'w') as f:
         json.dump(to_json(results, setting), f, indent=2)
-    print(f'saved {stem}.md and {stem}.json')
+    saved = [f'{stem}.md', f'{stem}.json']
+    if args.profile:
+        report = ''.join(
+            f'## {r.name}: {"GPU kernels" if "cuda" in args.device else "ops"}'
+            f' busy {r.busy_ms:.2f} ms of a {r.latency_ms:.2f} ms call '
+            f'(median)\n{r.profile}\n' for r in results)
+        print(report)
+        saved.append(f'{stem}_profile.txt')
+        with open(saved[-1], 'w') as f:
+            f.write(report)
+    print('saved ' + ', '.join(saved))
 
 
 if __name__ == '__main__':

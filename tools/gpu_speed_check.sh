@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The speed issue's GPU checks in one run (a few minutes on an H100):
+# The speed issue's GPU checks in one run (about a quarter of an hour on
+# an H200: the eager tables take a minute, each compiled one 3-5 minutes):
 # the CUDA tests, then DeiT-S 224 backbones at batch 64 and 256 and the
 # whole UperNet at 512 batch 8, each eager and compiled (reduce-overhead,
-# CUDA graphs), fp16 autocast; ratios to the dense row of the same run.
+# CUDA graphs), fp16 autocast; ratios to the dense row of the same run,
+# and a profile of one call of each row (top kernels, GPU busy time).
 #
 #   bash tools/gpu_speed_check.sh [OUT_DIR]     (default work_dirs/gpu_speed)
 #
@@ -27,7 +29,8 @@ TPS="$D@$R.type=TPS@$R.blocks=[3,6,9]@$R.keep_ratio=0.7"
 LABELS=(--labels deit-s atme tps)
 bench() {
     "$PY" tools/benchmark.py "$D" "$ATME" "$TPS" "${LABELS[@]}" \
-        --device cuda --amp --out-dir "$OUT" "$@" 2>&1 | grep -v '^repeat'
+        --device cuda --amp --profile --out-dir "$OUT" "$@" 2>&1 |
+        grep -v '^repeat'
 }
 # eager tables first: they take seconds, the compiled ones minutes
 for batch in 64 256; do

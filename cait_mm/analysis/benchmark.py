@@ -109,6 +109,12 @@ class Result:
     #: FLOPs/image and params of each part of a whole model (backbone,
     #: neck, heads), for ``part`` 'model' and 'network'
     parts: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    #: with ``profile``: the operators and kernels that took the most time
+    #: in one timed call (as timed: compiled, CUDA graph or eager), and the
+    #: time the device spent in kernels (CUDA; on the CPU the operators'
+    #: own time), ms
+    profile: Optional[str] = None
+    busy_ms: Optional[float] = None
 
 
 def _data_samples(scope: str, batch: int, shape: Tuple[int, int]):
@@ -196,7 +202,8 @@ def benchmark(entries: Sequence[Entry],
               cuda_graph: bool = False,
               compile: Optional[Dict] = None,
               onnx: bool = False,
-              log: Callable[[str], None] = print) -> List[Result]:
+              log: Callable[[str], None] = print,
+              profile: bool = False) -> List[Result]:
     """Measure every entry on the same random input; ratios to entry 0.
 
     With ``cuda_graph`` each entry's forward is timed as CUDA-graph replays
@@ -208,6 +215,9 @@ def benchmark(entries: Sequence[Entry],
     rows; the warm-up runs compile. With ``onnx`` every entry's ``part``
     (backbone, features or a segmentor's network) is exported to ONNX and
     timed in ONNX Runtime on the CPU, with as many threads as torch.
+    With ``profile`` one more call of each row, after the timing, runs
+    under ``torch.profiler`` (:func:`profile_call`): where the time goes,
+    e.g. whether a GPU waits for the host.
     """
     if onnx and (part == 'model' or not device == 'cpu' or compile
                  or cuda_graph):
@@ -278,6 +288,10 @@ def benchmark(entries: Sequence[Entry],
                 times[i].append(time.perf_counter() - start)
             log(f'repeat {rep + 1}/{repeats}: ' + ', '.join(
                 f'{t[-1] * 1e3:.1f} ms' for t in times))
+        if profile:
+            for result, run in zip(results, runs):
+                result.profile, result.busy_ms = profile_call(
+                    lambda: run(inputs), device)
     for result, measured in zip(results, times):
         median = statistics.median(measured)
         result.latency_ms = median * 1e3
@@ -286,6 +300,34 @@ def benchmark(entries: Sequence[Entry],
         result.speedup = result.images_per_s / results[0].images_per_s
         result.flops_ratio = results[0].flops / max(result.flops, 1)
     return results
+
+
+def profile_call(fn: Callable[[], object], device: str,
+                 rows: int = 15) -> Tuple[str, float]:
+    """``fn()`` once under ``torch.profiler``: a table of the operators
+    and kernels with the most own time (device time on CUDA, host time on
+    the CPU) and that time summed over kernels, ms. A GPU's busy time
+    against the call's wall time says whether it waits for the host."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+    cuda = device.startswith('cuda')
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if cuda else [])
+    _sync(device)
+    with profiler(activities=activities) as prof:
+        fn()
+        _sync(device)
+    key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+    table = prof.key_averages().table(sort_by=key, row_limit=rows,
+                                      max_name_column_width=60)
+    if cuda:
+        busy = sum(e.self_device_time_total for e in prof.events()
+                   if e.device_type == DeviceType.CUDA)
+    else:  # operators' own time, not that of the ops beneath them
+        busy = sum(e.self_cpu_time_total for e in prof.events()
+                   if e.name.startswith('aten::'))
+    return table, busy / 1e3
 
 
 def _onnx_runs(models: Sequence[nn.Module], part: str,

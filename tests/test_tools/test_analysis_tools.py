@@ -20,7 +20,7 @@ def test_benchmark_measures_entries_side_by_side(tmp_path):
     proc = run_tool([
         'tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--shape',
         '64', '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
-        '--backbone-only', '--out-dir',
+        '--backbone-only', '--profile', '--out-dir',
         str(tmp_path)
     ])
     assert '| speed-up |' in proc.stdout
@@ -35,6 +35,11 @@ def test_benchmark_measures_entries_side_by_side(tmp_path):
     assert all(r['images_per_s'] > 0 for r in result['results'])
     # header, separator and one row per entry
     assert next(tmp_path.glob('*.md')).read_text().count('\n| ') == 4
+    # --profile: where one call of each row spent its time
+    report = next(tmp_path.glob('*_profile.txt')).read_text()
+    assert report.count('## ') == 2 and 'aten::addmm' in report
+    assert all(r['busy_ms'] > 0 and 'Self CPU' in r['profile']
+               for r in result['results'])
 
 
 @pytest.mark.parametrize('part', ['model', 'network'])
