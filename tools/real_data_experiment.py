@@ -16,7 +16,8 @@ cait-atme-cdcp-whole (the same with CDCP on the UperNet head too) and
 cait-atme-cdcp-whole-25 (a quarter of the head's channels instead of half);
 cait-atme-cdcp-whole-ft (the dense checkpoint of the same seed fine-tuned
 with ATME + CDCP on backbone and head, the recipe's schedule again) and
-cait-atme-cdcp-whole-ft-lr1e-4 (the same at a tenth of the learning rate);
+cait-atme-cdcp-whole-ft-lr1e-4 (the same at a tenth of the learning rate)
+and cait-atme-cdcp-whole-ft-early (the pruning ramp over iterations 0-300);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
 with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
@@ -155,6 +156,13 @@ def cpu_rows(dataset: str) -> List[Row]:
             'the same fine-tuning at a tenth of the learning rate (1e-4)',
             init_from='dense', export=True,
             options={'optim_wrapper.optimizer.lr': 1e-4}),
+        # the same at the recipe's rate with the ramp moved forward: a
+        # trained model can be ranked from the start, and 300 iterations
+        # after the last selection are left to recover (100 -> 400: 200)
+        Row('cait-atme-cdcp-whole-ft-early', c.format('cait_t_cdcp-whole'),
+            'the same fine-tuning with the pruning ramp from iteration 0 to '
+            '300 (instead of 100 to 400)', init_from='dense', export=True,
+            options={'custom_hooks.0.begin': 0, 'custom_hooks.0.end': 300}),
         Row('cait-atme-30', c.format('cait_t'),
             'ATME at 30% of the block FLOPs, trained',
             options=reducer(type='ATME', schedule=ATME_T_30)),
