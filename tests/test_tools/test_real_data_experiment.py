@@ -62,11 +62,16 @@ def test_rows_name_existing_configs_and_rows(dataset):
             :names.index(row.name)]
         # a reused checkpoint is trained without the row's own options
         assert not (row.reuse and row.options), row.name
-        # the reducer is set through its one slot; CDCP ratios through
-        # the config's one hook
+        # the reducer is set through its one slot; CDCP settings through
+        # the config's one hook; a fine-tuning row may set its rate
         for key in {**row.options, **row.test_options}:
             assert key.startswith(('model.backbone.token_reducer.',
-                                   'custom_hooks.0.ratios.')), key
+                                   'custom_hooks.0.')) or (
+                row.init_from and key == 'optim_wrapper.optimizer.lr'), key
+            if key.startswith('custom_hooks.0.'):
+                hook = Config.fromfile(osp.join(REPO, row.config)
+                                       ).custom_hooks[0]
+                assert hook.type == 'cait_mm.CDCPHook', row.name
     # the quarter-head row prunes the head less, the backbone alike
     quarter = Config.fromfile(osp.join(REPO, rows[names.index(
         'cait-atme-cdcp-whole-25')].config))
@@ -74,6 +79,15 @@ def test_rows_name_existing_configs_and_rows(dataset):
         rows[names.index('cait-atme-cdcp-whole-25')].options)
     assert quarter.custom_hooks[0].ratios == dict(
         qk=0.5, v=0.5, mlp=0.5, ppm=0.25, lateral=0.25, fpn=0.25, fuse=0.25)
+    # the fine-tuning variants: the dense checkpoint, the ramp moved forward
+    early = rows[names.index('cait-atme-cdcp-whole-ft-early')]
+    cfg = Config.fromfile(osp.join(REPO, early.config))
+    cfg.merge_from_dict(early.options)
+    hook = cfg.custom_hooks[0]
+    assert (hook.begin, hook.end, hook.interval) == (0, 300, 50)
+    assert early.init_from == 'dense' and early.export
+    slow = rows[names.index('cait-atme-cdcp-whole-ft-lr1e-4')]
+    assert slow.options == {'optim_wrapper.optimizer.lr': 1e-4}
 
 
 @pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
