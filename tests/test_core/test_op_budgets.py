@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cait_mm.analysis.op_count import count_ops
+from cait_mm.core.vit_layers import fold_bias
 from cait_mm.models import CAITViT
 
 ARCH = dict(embed_dims=48, num_layers=12, num_heads=3, mlp_ratio=2.)
@@ -126,7 +127,6 @@ def test_folding_the_bias_is_one_cat_per_tensor():
     """On CUDA the bias is folded into every biased block's heads: the
     constant channels are cached, so a fold is the bias column and three
     cats, no pads or in-place writes (4 kernels, not 9)."""
-    from cait_mm.core.vit_layers import fold_bias
     B, h, N, d = 2, 3, 50, 16
     qkv = torch.randn(B, N, 3, h, d)
     q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))

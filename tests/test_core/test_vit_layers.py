@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block as TimmBlock
 
 from cait_mm.core import Attention, Block
+from cait_mm.core.token_state import padding_bias
 from cait_mm.core.vit_layers import fold_bias
 
 
@@ -118,7 +119,6 @@ def test_padding_keys_folded_stay_finite_in_tiled_kernels(dtype):
     """Padding keys first (a whole tile of them): with ``-inf`` the folded
     keys give NaN in a tiled kernel; with :func:`padding_bias` the output
     is attention over the content keys alone."""
-    from cait_mm.core.token_state import padding_bias
     torch.manual_seed(0)
     B, h, N, d, scale, pad = 1, 2, 16, 8, 8 ** -0.5, 8
     q, k = torch.randn(2, B, h, N, d)
