@@ -17,7 +17,9 @@ cait-atme-cdcp-whole-25 (a quarter of the head's channels instead of half);
 cait-atme-cdcp-whole-ft (the dense checkpoint of the same seed fine-tuned
 with ATME + CDCP on backbone and head, the recipe's schedule again) and
 cait-atme-cdcp-whole-ft-lr1e-4 (the same at a tenth of the learning rate)
-and cait-atme-cdcp-whole-ft-early (the pruning ramp over iterations 0-300);
+and cait-atme-cdcp-whole-ft-early (the pruning ramp over iterations 0-300)
+and cait-atme-cdcp-whole-ft-long (1200 iterations, ramp 0-600) with its
+control dense-ft-long (the dense checkpoint trained as long);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
 with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
@@ -102,6 +104,10 @@ def matched(kind: str, target: float) -> Dict[str, Any]:
     return TOKEN_REDUCERS[kind].for_flops(target, TEST_GRID, 12, 192, **knob)
 
 
+# the CPU recipe's schedule (600 iterations) twice as long
+LONG = {'train_cfg.max_iters': 1200, 'train_cfg.val_interval': 1200,
+        'param_scheduler.1.end': 1200}
+
 # DeiT-T at 512x512: 32x32 patches; the ATME preset's block FLOPs there
 TEST_GRID = (32, 32)
 PRESET = schedule_flops('deit-t', TEST_GRID, 192, 12)
@@ -163,6 +169,19 @@ def cpu_rows(dataset: str) -> List[Row]:
             'the same fine-tuning with the pruning ramp from iteration 0 to '
             '300 (instead of 100 to 400)', init_from='dense', export=True,
             options={'custom_hooks.0.begin': 0, 'custom_hooks.0.end': 300}),
+        # twice as long: the early ramp stretched to 0-600 (re-ranked every
+        # 100) in 1200 iterations, so the last channels selected have 400
+        # iterations after the lasso zeroed them; dense-ft-long is the
+        # control, the dense checkpoint trained as long without compression
+        Row('cait-atme-cdcp-whole-ft-long', c.format('cait_t_cdcp-whole'),
+            'the early-ramp fine-tuning twice as long (1200 iterations, '
+            'ramp 0-600)', init_from='dense', export=True,
+            options={**LONG, 'custom_hooks.0.begin': 0,
+                     'custom_hooks.0.end': 600,
+                     'custom_hooks.0.interval': 100}),
+        Row('dense-ft-long', c.format('deit_t'),
+            'control: the dense checkpoint trained 1200 more iterations',
+            init_from='dense', options=LONG),
         Row('cait-atme-30', c.format('cait_t'),
             'ATME at 30% of the block FLOPs, trained',
             options=reducer(type='ATME', schedule=ATME_T_30)),

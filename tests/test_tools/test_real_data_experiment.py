@@ -63,11 +63,13 @@ def test_rows_name_existing_configs_and_rows(dataset):
         # a reused checkpoint is trained without the row's own options
         assert not (row.reuse and row.options), row.name
         # the reducer is set through its one slot; CDCP settings through
-        # the config's one hook; a fine-tuning row may set its rate
+        # the config's one hook; a fine-tuning row may set its rate and
+        # its length
         for key in {**row.options, **row.test_options}:
             assert key.startswith(('model.backbone.token_reducer.',
                                    'custom_hooks.0.')) or (
-                row.init_from and key == 'optim_wrapper.optimizer.lr'), key
+                row.init_from and key in (
+                    'optim_wrapper.optimizer.lr', *experiment.LONG)), key
             if key.startswith('custom_hooks.0.'):
                 hook = Config.fromfile(osp.join(REPO, row.config)
                                        ).custom_hooks[0]
@@ -88,6 +90,23 @@ def test_rows_name_existing_configs_and_rows(dataset):
     assert early.init_from == 'dense' and early.export
     slow = rows[names.index('cait-atme-cdcp-whole-ft-lr1e-4')]
     assert slow.options == {'optim_wrapper.optimizer.lr': 1e-4}
+    # the long fine-tuning and its control: the same 1200 iterations, the
+    # learning rate decaying to zero at the new end, the ramp stretched
+    for name in ('cait-atme-cdcp-whole-ft-long', 'dense-ft-long'):
+        row = rows[names.index(name)]
+        cfg = Config.fromfile(osp.join(REPO, row.config))
+        cfg.merge_from_dict(row.options)
+        assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 1200
+        assert cfg.param_scheduler[1].begin == 50
+        assert cfg.param_scheduler[1].end == 1200
+        assert row.init_from == 'dense'
+        if name == 'dense-ft-long':
+            assert row.config == rows[names.index('dense')].config
+            assert not cfg.get('custom_hooks')
+        else:
+            hook = cfg.custom_hooks[0]
+            assert (hook.begin, hook.end, hook.interval) == (0, 600, 100)
+            assert hook.end < cfg.train_cfg.max_iters
 
 
 @pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
