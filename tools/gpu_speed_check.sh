@@ -4,7 +4,9 @@
 # the CUDA tests, then DeiT-S 224 backbones at batch 64 and 256 and the
 # whole UperNet at 512 batch 8, each eager and compiled (reduce-overhead,
 # CUDA graphs), fp16 autocast; ratios to the dense row of the same run,
-# and a profile of one call of each row (top kernels, GPU busy time).
+# and a profile of one call of each row (top kernels, GPU busy time). The
+# eager tables add ATME with its Triton merge (kernel=triton, two kernels
+# a merge instead of about 40 operators).
 #
 #   bash tools/gpu_speed_check.sh [OUT_DIR]     (default work_dirs/gpu_speed)
 #
@@ -20,28 +22,28 @@ mkdir -p "$OUT"
 # a failing CUDA test is reported (and fails the script) after the tables
 tests_rc=0
 "$PY" -m pytest -q tests/test_models/test_backbones/test_cait_vit_cuda.py \
-    2>&1 | tee "$OUT/cuda_tests.txt" || tests_rc=$?
+    tests/test_core/test_atme_triton.py 2>&1 | tee "$OUT/cuda_tests.txt" || tests_rc=$?
 
 D=configs/upernet/upernet_deit_s_ade20k.py
 R=model.backbone.token_reducer
 ATME="$D@$R.type=ATME@$R.schedule=deit-s"
 TPS="$D@$R.type=TPS@$R.blocks=[3,6,9]@$R.keep_ratio=0.7"
-LABELS=(--labels deit-s atme tps)
 bench() {
-    "$PY" tools/benchmark.py "$D" "$ATME" "$TPS" "${LABELS[@]}" \
-        --device cuda --amp --profile --out-dir "$OUT" "$@" 2>&1 |
-        grep -v '^repeat'
+    "$PY" tools/benchmark.py "$D" "$ATME" "$TPS" "$@" --device cuda --amp \
+        --profile --out-dir "$OUT" 2>&1 | grep -v '^repeat'
 }
 # eager tables first: they take seconds, the compiled ones minutes
+EAGER=("$ATME@$R.kernel=triton" --labels deit-s atme tps atme-triton)
 for batch in 64 256; do
-    bench --part backbone --shape 224 224 --batch-size "$batch" \
-        --warmup 5 --repeats 20
+    bench "${EAGER[@]}" --part backbone --shape 224 224 \
+        --batch-size "$batch" --warmup 5 --repeats 20
 done
-bench --part model --shape 512 512 --batch-size 8 --warmup 3 --repeats 10
+bench "${EAGER[@]}" --part model --shape 512 512 --batch-size 8 --warmup 3 \
+    --repeats 10
 for batch in 64 256; do
-    bench --part backbone --shape 224 224 --batch-size "$batch" \
-        --warmup 5 --repeats 20 --compile
+    bench --labels deit-s atme tps --part backbone --shape 224 224 \
+        --batch-size "$batch" --warmup 5 --repeats 20 --compile
 done
-bench --part model --shape 512 512 --batch-size 8 --warmup 3 \
-    --repeats 10 --compile
+bench --labels deit-s atme tps --part model --shape 512 512 --batch-size 8 \
+    --warmup 3 --repeats 10 --compile
 [ "$tests_rc" = 0 ] || { echo "CUDA tests failed: $OUT/cuda_tests.txt"; exit 1; }

@@ -20,6 +20,7 @@ from typing import (Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
 import torch
 from torch import Tensor
 
+from . import atme_triton
 from .atme_schedules import (grid_shapes, num_merges, parse_schedule,
                              schedule_for_flops)
 from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
@@ -28,6 +29,7 @@ from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
 GRANULARITIES = ('token', 'line')
+KERNELS = ('torch', 'triton')
 
 
 def pair_similarity(keys: Tensor, num_prefix: int, grid: Tuple[int, int],
@@ -291,18 +293,32 @@ class ATME(TokenReducer):
             candidate pairs of every line, rounded half up.
         granularity (str): ``'token'`` (each line picks its own pairs) or
             ``'line'`` (whole column/row pairs, the grid stays separable).
+        kernel (str): ``'torch'``, the reference merge in PyTorch
+            operators, or ``'triton'``: the same merge in two Triton kernels
+            (:mod:`~.atme_triton`, for eager mode on a GPU, where the
+            reference's ~40 operators per merge leave the GPU waiting on the
+            host). Padded batches always take the reference.
     """
 
     def __init__(self,
                  num_layers: int,
                  schedule: Union[str, Sequence],
                  granularity: str = 'token',
-                 embed_dims: Optional[int] = None):
+                 embed_dims: Optional[int] = None,
+                 kernel: str = 'torch'):
         super().__init__(num_layers, embed_dims)
         if granularity not in GRANULARITIES:
             raise ValueError(f'ATME granularity must be one of '
                              f'{GRANULARITIES}, got {granularity!r}')
+        if kernel not in KERNELS:
+            raise ValueError(f'ATME kernel must be one of {KERNELS}, got '
+                             f'{kernel!r}')
+        if kernel == 'triton' and not atme_triton.available():
+            raise ImportError('ATME kernel="triton" needs Triton, which '
+                              'this torch build lacks (pip install triton, '
+                              'or use kernel="torch")')
         self.granularity = granularity
+        self.kernel = kernel
         self.schedule = parse_schedule(schedule, num_layers)
 
     @property
@@ -326,6 +342,8 @@ class ATME(TokenReducer):
                     schedule=[list(step) for step in schedule])
 
     def settings(self) -> Dict:
+        # the kernel is how this machine runs the merge, not part of the
+        # model: a checkpoint's reducer does not carry it
         return dict(
             schedule=[[b, d, r]
                       for b, (d, r) in sorted(self.schedule.items())],
@@ -334,7 +352,8 @@ class ATME(TokenReducer):
     def extra_repr(self) -> str:
         steps = ', '.join(f'{b}{d}{r:g}'
                           for b, (d, r) in sorted(self.schedule.items()))
-        return f'granularity={self.granularity}, schedule=[{steps}]'
+        return (f'granularity={self.granularity}, kernel={self.kernel}, '
+                f'schedule=[{steps}]')
 
     def forward(self, block_index: int, x: Tensor, attn: AttentionInfo,
                 state: TokenState,
@@ -356,6 +375,10 @@ class ATME(TokenReducer):
         H, W = state.shape
         vertical = direction == 'v'
         total = num_merges(ratio, H if vertical else W)
+        if self.kernel == 'triton':
+            return atme_triton.merge_grid_triton(
+                x, attn.k, state, num_prefix, vertical, total,
+                self.granularity == 'line')
         key = (x.shape[0], (H, W), num_prefix, vertical, total, x.device)
         tables = shape_cached(('atme', ) + key, lambda: merge_tables(*key))
         return merge_grid(x, attn.k, state, num_prefix, vertical, total,
