@@ -3,7 +3,7 @@
 The kernels run on CUDA tensors, or on CPU tensors under Triton's
 interpreter, which must be switched on before Triton is imported: so on a
 machine without a GPU these tests run in a process of their own with
-``TRITON_INTERPRET=1`` (tests/test_core/test_atme_triton_interpreted.py
+``TRITON_INTERPRET=1`` (tests/test_core/test_atme_triton_cpu.py
 starts it; ``make test`` runs both), and skip in the main one.
 """
 import os
