@@ -300,6 +300,8 @@ class ATME(TokenReducer):
             host). Padded batches always take the reference.
     """
 
+    runtime_options = ('kernel', )
+
     def __init__(self,
                  num_layers: int,
                  schedule: Union[str, Sequence],
@@ -342,8 +344,8 @@ class ATME(TokenReducer):
                     schedule=[list(step) for step in schedule])
 
     def settings(self) -> Dict:
-        # the kernel is how this machine runs the merge, not part of the
-        # model: a checkpoint's reducer does not carry it
+        # not the kernel: how this machine runs the merge is no part of
+        # the model (runtime_options)
         return dict(
             schedule=[[b, d, r]
                       for b, (d, r) in sorted(self.schedule.items())],

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from .compactor import num_to_prune
-from .token_reducer import TOKEN_REDUCERS, TokenReducer, build_token_reducer
+from .token_reducer import (TOKEN_REDUCERS, TokenReducer, build_token_reducer,
+                            saved_config)
 
 ARCHS: Dict[str, Dict[str, Any]] = {
     'deit-t': dict(embed_dims=192, num_layers=12, num_heads=3, mlp_ratio=4.),
@@ -243,8 +244,8 @@ class CompressionSpec:
             qkv_bias=self.qkv_bias,
             with_cls_token=self.with_cls_token,
             channel_widths=[dict(w) for w in self.channel_widths],
-            token_reducer=None if self.token_reducer is None else dict(
-                self.token_reducer))
+            token_reducer=None if self.token_reducer is None else
+            saved_config(self.token_reducer))
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any],

@@ -44,6 +44,10 @@ class TokenReducer(nn.Module):
     #: ``'int'`` (``high=None``: up to the patch count) or ``'float'``;
     #: empty where a reducer overrides :meth:`for_flops`.
     flops_knobs: Dict[str, Tuple[str, float, Optional[float]]] = {}
+    #: Constructor options that choose how this machine runs the reducer,
+    #: not what it computes (ATME's ``kernel``): a model's saved spec
+    #: leaves them out, so a checkpoint runs anywhere.
+    runtime_options: Tuple[str, ...] = ()
 
     def __init__(self, num_layers: int, embed_dims: Optional[int] = None):
         super().__init__()
@@ -230,3 +234,11 @@ def build_token_reducer(cfg: Dict, num_layers: int,
                          'drop them from the config')
     return TOKEN_REDUCERS[name](
         num_layers=num_layers, embed_dims=embed_dims, **cfg)
+
+
+def saved_config(cfg: Dict) -> Dict:
+    """A reducer config without its type's :attr:`~TokenReducer.
+    runtime_options`: what a checkpoint records."""
+    cls = TOKEN_REDUCERS.get(cfg.get('type'))
+    skip = cls.runtime_options if cls is not None else ()
+    return {k: v for k, v in cfg.items() if k not in skip}

@@ -73,6 +73,18 @@ def test_round_trip_through_metadata():
             'f.pth')
 
 
+def test_the_metadata_leaves_out_how_a_machine_runs_the_reducer():
+    """ATME's kernel (Triton on a GPU) is a runtime option: a checkpoint
+    saved with it rebuilds with the reference merge anywhere."""
+    reducer = dict(type='ATME', schedule='deit-s', kernel='triton')
+    spec = CompressionSpec.from_config(token_reducer=reducer)
+    assert spec.token_reducer == reducer  # the running model uses it
+    data = spec.to_dict()
+    assert data['token_reducer'] == dict(type='ATME', schedule='deit-s')
+    assert CompressionSpec.from_dict(data).build_token_reducer().kernel == \
+        'torch'
+
+
 def test_bad_settings_fail_naming_them():
     with pytest.raises(ValueError, match='Unknown arch "deit-l"'):
         CompressionSpec.from_config(arch='deit-l')
