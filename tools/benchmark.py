@@ -38,7 +38,9 @@ import time
 import torch
 
 from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark,
-                                        matched_entries, to_json, to_markdown)
+                                        matched_entries,
+                                        runtime_cudnn_benchmark, to_json,
+                                        to_markdown)
 from cait_mm.engine.compile import compile_options
 
 
@@ -102,13 +104,16 @@ def main():
     shape = tuple(args.shape)
     compiled = compile_options(args.device, args.compile_mode) \
         if args.compile else None
+    # as tools/test.py runs them: cuDNN autotuning as the configs' env_cfg
+    cudnn = runtime_cudnn_benchmark(entries)
     results = benchmark(entries, shape, args.batch_size, part, args.device,
                         args.warmup, args.repeats, args.amp, args.cuda_graph,
-                        compiled, args.onnx, profile=args.profile)
+                        compiled, args.onnx, profile=args.profile,
+                        cudnn_benchmark=cudnn)
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
         device=args.device, amp=args.amp, cuda_graph=args.cuda_graph,
-        compile=compiled, onnx=args.onnx,
+        compile=compiled, onnx=args.onnx, cudnn_benchmark=cudnn,
         warmup=args.warmup,
         repeats=args.repeats, threads=torch.get_num_threads(),
         torch=torch.__version__)
@@ -116,6 +121,7 @@ def main():
              f'{args.batch_size} | {args.device}'
              f'{" amp" if args.amp else ""}'
              f'{" cuda-graph" if args.cuda_graph else ""}'
+             f'{" cudnn-benchmark" if cudnn and "cuda" in args.device else ""}'
              f'{" compiled" if args.compile else ""}'
              f'{" onnxruntime" if args.onnx else ""} | '
              f'{torch.get_num_threads()} '

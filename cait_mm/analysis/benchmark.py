@@ -4,13 +4,14 @@ Timing interleaves the models (round-robin over repeats), so a slow spell of
 a shared machine hits every model alike instead of whichever ran then; the
 median of the repeats is reported.
 """
+import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 from torch import nn
 
 from cait_mm.core import TOKEN_REDUCERS
@@ -191,6 +192,39 @@ def cuda_graphed(run: Callable, inputs: torch.Tensor) -> Callable:
     return lambda _: graph.replay()
 
 
+def runtime_cudnn_benchmark(entries: Sequence[Entry]) -> bool:
+    """The entries' ``env_cfg.cudnn_benchmark`` (off where unset): what
+    mmengine's Runner sets in ``tools/train.py`` and ``tools/test.py``
+    (mmseg's runtime turns it on, mmdet's, for varying image sizes, off),
+    so a benchmark runs convolutions, the patch embedding's included, as
+    users' runs do.
+
+    Raises:
+        ValueError: if the entries disagree; they share one process.
+    """
+    wanted = {}
+    for entry in entries:
+        cfg = Config.fromfile(entry.config)
+        cfg.merge_from_dict(entry.overrides)
+        wanted[entry.name] = bool(
+            cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    if len(set(wanted.values())) > 1:
+        raise ValueError(
+            'the entries disagree on env_cfg.cudnn_benchmark, which is one '
+            f'setting of the process: {wanted}')
+    return next(iter(wanted.values()), False)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool):
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
 def benchmark(entries: Sequence[Entry],
               shape: Tuple[int, int],
               batch_size: int = 1,
@@ -203,7 +237,8 @@ def benchmark(entries: Sequence[Entry],
               compile: Optional[Dict] = None,
               onnx: bool = False,
               log: Callable[[str], None] = print,
-              profile: bool = False) -> List[Result]:
+              profile: bool = False,
+              cudnn_benchmark: Optional[bool] = None) -> List[Result]:
     """Measure every entry on the same random input; ratios to entry 0.
 
     With ``cuda_graph`` each entry's forward is timed as CUDA-graph replays
@@ -217,7 +252,9 @@ def benchmark(entries: Sequence[Entry],
     timed in ONNX Runtime on the CPU, with as many threads as torch.
     With ``profile`` one more call of each row, after the timing, runs
     under ``torch.profiler`` (:func:`profile_call`): where the time goes,
-    e.g. whether a GPU waits for the host.
+    e.g. whether a GPU waits for the host. ``cudnn_benchmark`` (default:
+    the configs', :func:`runtime_cudnn_benchmark`) holds while the rows
+    run.
     """
     if onnx and (part == 'model' or not device == 'cpu' or compile
                  or cuda_graph):
@@ -237,6 +274,8 @@ def benchmark(entries: Sequence[Entry],
         raise ValueError('cuda_graph needs a CUDA device and part '
                          "'backbone' or 'features' (heads with proposals "
                          'or post-processing are not capturable)')
+    if cudnn_benchmark is None:
+        cudnn_benchmark = runtime_cudnn_benchmark(entries)
     torch.manual_seed(0)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
     runs, results, models = [], [], []
@@ -263,7 +302,7 @@ def benchmark(entries: Sequence[Entry],
         dtype=torch.float16 if device.startswith('cuda') else torch.bfloat16,
         enabled=amp)
     times: List[List[float]] = [[] for _ in entries]
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast, _cudnn_benchmark(cudnn_benchmark):
         for result, run in zip(results, runs):
             run(inputs)  # shape tables are built once, on the first call
             ops = count_ops(lambda: run(inputs))  # eager, before any graph

@@ -126,3 +126,34 @@ def test_whole_model_rows_report_flops_and_params_by_part():
     from cait_mm.analysis.benchmark import to_markdown
     table = to_markdown([dense, half], 'demo')
     assert '| model | backbone | decode_head | auxiliary_head |' in table
+
+
+def test_cudnn_autotuning_follows_the_configs_runtime():
+    """tools/test.py's Runner applies env_cfg.cudnn_benchmark (off in
+    mmdet's runtime, on in mmseg's); the rows run with it and it is
+    restored after."""
+    from cait_mm.analysis import benchmark as bench
+    on = {'env_cfg.cudnn_benchmark': True}
+    seg = osp.join(REPO, 'configs/upernet/upernet_deit_s_ade20k.py')
+    assert not bench.runtime_cudnn_benchmark([Entry(CONFIG),
+                                              Entry(CONFIG, MERGE)])
+    assert bench.runtime_cudnn_benchmark([Entry(CONFIG, on), Entry(seg)])
+    with pytest.raises(ValueError, match='disagree on env_cfg.cudnn_bench'):
+        bench.runtime_cudnn_benchmark([Entry(CONFIG), Entry(CONFIG, on)])
+    seen = []
+    count_ops = bench.count_ops
+
+    def spy(fn):
+        seen.append(torch.backends.cudnn.benchmark)
+        return count_ops(fn)
+
+    before = torch.backends.cudnn.benchmark
+    bench.count_ops = spy
+    try:
+        benchmark([Entry(CONFIG)], (64, 96), part='features', warmup=0,
+                  repeats=1, log=lambda _: None,
+                  cudnn_benchmark=not before)
+    finally:
+        bench.count_ops = count_ops
+    assert seen == [not before]
+    assert torch.backends.cudnn.benchmark == before
