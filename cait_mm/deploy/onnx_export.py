@@ -5,8 +5,10 @@ torch's ONNX exporter (``dynamo=True``) traces the token reducers whole.
 One operator needs a translation of ours: the *stable* sort that ATME and
 TPS rank with (so that equal scores break by position, as in PyTorch). ONNX's
 ``TopK`` with ``k`` = the whole axis is that sort: its spec breaks ties by
-the lower index.
+the lower index. ATME's Triton merge (``kernel='triton'``) is exported as
+its reference, the same model in ONNX operators.
 """
+import contextlib
 from typing import List, Sequence, Union
 
 import numpy as np
@@ -27,6 +29,21 @@ def _stable_sort(self, stable=None, dim: int = -1, descending: bool = False):
                    sorted=1)
 
 
+@contextlib.contextmanager
+def _reference_merges(module: nn.Module):
+    """ATME's reference merge in every reducer of ``module`` for a while:
+    ONNX has no Triton kernels, and the reference computes the same."""
+    changed = [m for m in module.modules()
+               if getattr(m, 'kernel', 'torch') == 'triton']
+    for m in changed:
+        m.kernel = 'torch'
+    try:
+        yield
+    finally:
+        for m in changed:
+            m.kernel = 'triton'
+
+
 def export_onnx(module: nn.Module, inputs: Tensor, path: str) -> str:
     """Export ``module(inputs)`` (eval mode, fixed shapes) to ``path``.
 
@@ -34,7 +51,7 @@ def export_onnx(module: nn.Module, inputs: Tensor, path: str) -> str:
         str: ``path``.
     """
     module = module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), _reference_merges(module):
         torch.onnx.export(
             module, (inputs, ),
             path,

@@ -32,6 +32,18 @@ def test_backbones_run_in_onnx_runtime_as_in_pytorch(name, tmp_path):
     assert [o.shape for o in outputs] == [(2, 32, 4, 5)] * 2
 
 
+def test_atme_with_the_triton_merge_exports_its_reference(tmp_path):
+    """ONNX has no Triton: the export runs the reference merge, which the
+    model keeps using afterwards only if it asked for it."""
+    model = backbone('atme-token')
+    model.token_reducer.kernel = 'triton'
+    x = torch.randn(1, 3, 64, 80)
+    session = onnx_session(export_onnx(model, x, str(tmp_path / 'b.onnx')))
+    assert model.token_reducer.kernel == 'triton'
+    model.token_reducer.kernel = 'torch'
+    assert check_onnx(model, session, x) <= 1e-4
+
+
 def test_a_whole_upernet_with_atme_runs_in_onnx_runtime(tmp_path):
     model = PartForward(build_model(SEG, ATME), 'network')
     x = torch.randn(1, 3, 64, 96)
