@@ -131,3 +131,17 @@ def test_compile_traces_the_op_in_one_graph():
         got = compiled(x)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_padded_batch_takes_the_reference_merge():
+    """Per-image counts (Mask R-CNN's padded batches) are the reference's
+    job: the same maps with either kernel."""
+    reference, triton_model = _pair('token')
+    x = torch.randn(2, 3, 128, 160, device=DEVICE)
+    x[1, :, 96:] = 0
+    sizes = [(128, 160), (96, 160)]
+    with torch.no_grad():
+        outs = [m.eval()(x, valid_sizes=sizes)
+                for m in (reference, triton_model)]
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
