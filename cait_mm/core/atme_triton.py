@@ -30,6 +30,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .token_state import TokenState
+
 try:
     import triton
     import triton.language as tl
@@ -202,17 +204,17 @@ def atme_merge(x: Tensor, keys: Tensor, size: Optional[Tensor], H: int,
     N = new_h * new_w
     L, M = (W, H) if vertical else (H, W)
     dev = x.device
+    if dev.type != 'cuda' and not triton.knobs.runtime.interpret:
+        raise RuntimeError(
+            f'ATME kernel="triton" runs on CUDA tensors, got {dev.type} '
+            '(kernel="torch" is the fast path elsewhere; TRITON_INTERPRET=1 '
+            'runs the kernels on the CPU for checking, slowly)')
     moved = torch.empty(B, H * W, dtype=torch.long, device=dev)
     first = torch.empty(B, N, dtype=torch.int32, device=dev)
     second = torch.empty(B, N, dtype=torch.int32, device=dev)
     weight = torch.empty(B, N, dtype=torch.float32, device=dev)
     new_size = torch.empty(B, N, dtype=x.dtype, device=dev)
     out = torch.empty(B, num_prefix + N, C, dtype=x.dtype, device=dev)
-    if dev.type != 'cuda' and not triton.knobs.runtime.interpret:
-        raise RuntimeError(
-            f'ATME kernel="triton" runs on CUDA tensors, got {dev.type} '
-            '(kernel="torch" is the fast path elsewhere; TRITON_INTERPRET=1 '
-            'runs the kernels on the CPU for checking, slowly)')
     plan, apply = _kernels()
     size_arg = size.contiguous() if size is not None else new_size
     plan[(B, L)](
@@ -267,9 +269,9 @@ def _backward(ctx, grad, *_):
 atme_merge.register_autograd(_backward, setup_context=_setup_context)
 
 
-def merge_grid_triton(x: Tensor, keys: Tensor, state, num_prefix: int,
-                      vertical: bool, total: int,
-                      line_mode: bool) -> Tuple[Tensor, object]:
+def merge_grid_triton(x: Tensor, keys: Tensor, state: TokenState,
+                      num_prefix: int, vertical: bool, total: int,
+                      line_mode: bool) -> Tuple[Tensor, TokenState]:
     """:func:`~.atme.merge_grid` through :func:`atme_merge` (same
     arguments, no index tables; ``x`` is left as it was).
 
@@ -280,7 +282,7 @@ def merge_grid_triton(x: Tensor, keys: Tensor, state, num_prefix: int,
     out, size, moved, _, _, _ = atme_merge(x, keys, state.size,
                                            *state.shape, num_prefix,
                                            vertical, total, line_mode)
-    return out, type(state)(
+    return out, TokenState(
         grid_size=state.grid_size,
         shape=_new_shape(state.shape, vertical, total),
         size=size,
