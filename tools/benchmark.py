@@ -4,7 +4,7 @@
         [--device cpu|cuda] [--backbone-only |
         --part model|network|features|backbone]
         [--warmup 3] [--repeats 10] [--amp] [--cuda-graph]
-        [--compile [--compile-mode M] | --onnx] [--out-dir DIR]
+        [--compile [--compile-mode M] | --onnx] [--bound] [--out-dir DIR]
 
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
@@ -26,6 +26,10 @@ With --compile every entry is run through torch.compile (compiled rows
 compare with compiled rows; on CUDA mode 'reduce-overhead' by default);
 with --onnx every entry's part is exported to ONNX and timed in ONNX
 Runtime (CPU; parts backbone, features and network).
+With --bound each entry with a token reducer is followed by its bound, the
+same blocks at the reducer's token counts with reductions that cost nothing
+(cait_mm.analysis.TokenCountBound): how much of a gap to the FLOPs ratio is
+the reducer's bookkeeping and how much the machine's.
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.
 """
@@ -38,7 +42,7 @@ import time
 import torch
 
 from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark,
-                                        matched_entries,
+                                        bound_entries, matched_entries,
                                         runtime_cudnn_benchmark, to_json,
                                         to_markdown)
 from cait_mm.engine.compile import compile_options
@@ -79,6 +83,11 @@ def parse_args():
     parser.add_argument(
         '--reducers', nargs='+', default=['ATME', 'TPS', 'ToMe', 'EViT'],
         help='token reducers for --flops-target')
+    parser.add_argument(
+        '--bound', action='store_true',
+        help='after each entry with a token reducer, a row with the blocks '
+        'at its token counts and reductions that cost nothing: the most its '
+        'schedule can give on this machine')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     return parser.parse_args()
 
@@ -100,6 +109,8 @@ def main():
                              f'{len(entries)} entries')
         for entry, label in zip(entries, args.labels):
             entry.label = label
+    if args.bound:
+        entries = bound_entries(entries)
     part = 'backbone' if args.backbone_only else args.part
     shape = tuple(args.shape)
     compiled = compile_options(args.device, args.compile_mode) \

@@ -6,7 +6,9 @@
 # CUDA graphs), fp16 autocast; ratios to the dense row of the same run,
 # and a profile of one call of each row (top kernels, GPU busy time). The
 # eager tables add ATME with its Triton merge (kernel=triton, two kernels
-# a merge instead of about 40 operators).
+# a merge instead of about 40 operators) and, with --bound, each reducer's
+# bound: the blocks at its token counts with reductions that cost nothing,
+# the most its schedule can give in that mode on this machine.
 #
 #   bash tools/gpu_speed_check.sh [OUT_DIR]     (default work_dirs/gpu_speed)
 #
@@ -33,7 +35,7 @@ bench() {
         --profile --out-dir "$OUT" 2>&1 | grep -v '^repeat'
 }
 # eager tables first: they take seconds, the compiled ones minutes
-EAGER=("$ATME@$R.kernel=triton" --labels deit-s atme tps atme-triton)
+EAGER=("$ATME@$R.kernel=triton" --labels deit-s atme tps atme-triton --bound)
 for batch in 64 256; do
     bench "${EAGER[@]}" --part backbone --shape 224 224 \
         --batch-size "$batch" --warmup 5 --repeats 20

@@ -16,10 +16,12 @@ from torch import nn
 
 from cait_mm.core import TOKEN_REDUCERS
 from cait_mm.core.spec import parse_arch
+from cait_mm.core.token_reducer import saved_config
 from cait_mm.engine.compile import COMPILED_PARTS, compile_parts
 from .complexity import count_flops_by_module, count_params
 from .model_from_config import build_model
 from .op_count import count_ops
+from .token_bound import TokenCountBound  # noqa: F401 (registers it)
 
 PARTS = ('model', 'network', 'features', 'backbone')
 
@@ -91,6 +93,41 @@ def matched_entries(config: str, shape: Tuple[int, int], target: float,
             config, {'model.backbone.token_reducer': cfg},
             label=f'{kind} @ {fraction:.3f} block FLOPs'))
     return entries
+
+
+def bound_entries(entries: Sequence[Entry]) -> List[Entry]:
+    """``entries``, each one with a token reducer followed by its bound:
+    the same model with :class:`~.token_bound.TokenCountBound` in place of
+    the reducer (the blocks at the reducer's token counts, reductions that
+    cost nothing), labelled ``'<name> bound'``.
+
+    Set against the dense row, the bound is the most that token schedule
+    can give on the machine; against the reducer's row, the reducer's own
+    cost. Entries whose reducers differ only in how they run (ATME's
+    ``kernel``) share the first one's bound.
+    """
+    out, bounds = [], []
+    key = 'model.backbone.token_reducer'
+    for entry in entries:
+        out.append(entry)
+        cfg = Config.fromfile(entry.config)
+        cfg.merge_from_dict(entry.overrides)
+        reducer = cfg.model.get('backbone', {}).get('token_reducer')
+        if not reducer:
+            continue
+        overrides = {k: v for k, v in entry.overrides.items()
+                     if not (k == key or k.startswith(key + '.'))}
+        bound = dict(type='TokenCountBound',
+                     reducer=saved_config(reducer.to_dict()))
+        base = Config.fromfile(entry.config).model.get('backbone', {})
+        if isinstance(base.get('token_reducer'), dict):
+            bound = dict(_delete_=True, **bound)  # replace, not merge into
+        overrides[key] = bound
+        if (entry.config, overrides) in bounds:
+            continue
+        bounds.append((entry.config, overrides))
+        out.append(Entry(entry.config, overrides, f'{entry.name} bound'))
+    return out
 
 
 @dataclass
