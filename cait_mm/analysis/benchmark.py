@@ -421,7 +421,10 @@ def _onnx_runs(models: Sequence[nn.Module], part: str,
     for i, model in enumerate(models):
         module = PartForward(model, part)
         path = export_onnx(module, inputs, f'{folder}/{i}.onnx')
-        session = onnx_session(path, torch.get_num_threads())
+        # rows run in turn: a session spinning after its run would slow
+        # the next row's
+        session = onnx_session(path, torch.get_num_threads(),
+                               spinning=False)
         log(f'entry {i}: ONNX Runtime vs PyTorch max abs difference '
             f'{check_onnx(module, session, inputs):.1e}')
         runs.append(lambda _, session=session: run_onnx(session, array))

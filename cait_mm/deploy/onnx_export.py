@@ -65,13 +65,24 @@ def export_onnx(module: nn.Module, inputs: Tensor, path: str) -> str:
     return path
 
 
-def onnx_session(path: str, threads: int = 0):
+def onnx_session(path: str, threads: int = 0, spinning: bool = True):
     """An ONNX Runtime CPU session of ``path`` (``threads``: intra-op
-    threads, 0 = ONNX Runtime's default)."""
+    threads, 0 = ONNX Runtime's default).
+
+    ``spinning=False`` makes its threads sleep as soon as a run ends. By
+    default (ONNX Runtime's) they spin-wait for the next run, which is
+    fastest for one session alone but takes the cores from any other
+    session that runs meanwhile: several sessions timed in turn in one
+    process (``tools/benchmark.py --onnx``) then each run 1.7x slower,
+    and unevenly, on a 2-core machine.
+    """
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         '0')
     return ort.InferenceSession(path, options,
                                 providers=['CPUExecutionProvider'])
 

@@ -88,3 +88,30 @@ def test_benchmark_times_onnx_runtime_rows():
     assert merged.flops < dense.flops and merged.images_per_s > 0
     with pytest.raises(ValueError, match='onnx times part'):
         benchmark([Entry(SEG)], (64, 96), part='model', onnx=True)
+
+
+def test_benchmark_sessions_sleep_between_runs(tmp_path, monkeypatch):
+    """Rows run in turn: a session whose threads spin-wait after its run
+    (ONNX Runtime's default) takes the cores from the next row's."""
+    import cait_mm.deploy
+    key = 'session.intra_op.allow_spinning'
+    path = export_onnx(backbone('dense'), torch.randn(1, 3, 64, 80),
+                       str(tmp_path / 'b.onnx'))
+    options = onnx_session(path, spinning=False).get_session_options()
+    assert options.get_session_config_entry(key) == '0'
+    with pytest.raises(RuntimeError, match='does not have'):
+        onnx_session(path).get_session_options().get_session_config_entry(
+            key)  # ONNX Runtime's default: spinning
+    made = []
+
+    def recorded(*args, **kwargs):
+        made.append(onnx_session(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(cait_mm.deploy, 'onnx_session', recorded)
+    benchmark([Entry(SEG), Entry(SEG, ATME)], (64, 96), part='backbone',
+              warmup=1, repeats=1, onnx=True, log=lambda _: None)
+    assert len(made) == 2
+    for session in made:
+        assert session.get_session_options().get_session_config_entry(
+            key) == '0'
