@@ -7,7 +7,9 @@ tests/data/reference/.
 
 Bit-identical where the references were computed (same torch build and CPU
 capability, as on the development and CI machines); elsewhere float kernels
-may round differently, and the outputs must agree to float rounding.
+may round differently, and the outputs must agree to float rounding. The
+Mask R-CNN case agrees to float rounding everywhere: its kernels round
+differently on CPU models that share torch's capability string.
 
 The unpadded ATME merge and the TPS squeeze were since rewritten with fewer
 operators (a pair's mean is one ``lerp_``; a host's sum is added in place):
@@ -40,18 +42,18 @@ ROUNDED = {'atme_token', 'atme_line', 'atme_no_cls', 'atme_cls_token_out',
            'tps_attn', 'tps_learned'}
 
 
-def check(actual, expected, where='', rounded=False):
+def check(actual, expected, where='', rounded=False, atol=1e-5):
     if isinstance(expected, (list, tuple)):
         assert len(actual) == len(expected), where
         for i, (a, e) in enumerate(zip(actual, expected)):
-            check(a, e, f'{where}[{i}]', rounded)
+            check(a, e, f'{where}[{i}]', rounded, atol)
         return
     assert actual.shape == expected.shape, where
     if EXACT and not rounded:
         assert torch.equal(actual, expected), \
             f'{where}: max difference {(actual - expected).abs().max()}'
     else:
-        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=atol)
 
 
 def with_slot(settings):
@@ -148,6 +150,15 @@ def test_upernet():
 
 
 def test_mask_rcnn_padded_batch():
+    """To float rounding on every machine: this case's float kernels round
+    differently across CPU models that torch reports with the same
+    capability. On a Skylake-SP (AVX512 without VNNI) the reference
+    commit's own code gives features 1.9e-6 from the stored ones, and
+    today's code gives exactly what it gives there. The padded backbone
+    is checked bit for bit by the ``*_padded`` backbone cases. Through the
+    heads' convolutions those 1.9e-6 grow to 1.2e-5 on a mask logit near
+    0 (logits up to 0.57): the heads' outputs get an absolute tolerance of
+    1e-4, far below what a moved or lost token changes."""
     from mmdet.structures import DetDataSample
     case = REF['mask_rcnn']
     model = _task_model('mmdet', case)
@@ -160,13 +171,17 @@ def test_mask_rcnn_padded_batch():
         for s in case['img_shapes']
     ]
     with torch.no_grad():
-        check(model.extract_feat(batch, samples), case['feats'], 'feats')
+        check(model.extract_feat(batch, samples), case['feats'], 'feats',
+              rounded=True)
         (cls_score, bbox_pred, mask_preds), = model(batch, samples,
                                                     mode='tensor')
         check((cls_score, bbox_pred, mask_preds[..., ::2, ::2]),
-              case['tensor_outputs'], 'tensor')
+              case['tensor_outputs'], 'tensor', rounded=True,
+              atol=1e-4)
         preds = model.predict(batch, samples)
-    check([p.pred_instances.bboxes for p in preds], case['bboxes'], 'bboxes')
-    check([p.pred_instances.scores for p in preds], case['scores'], 'scores')
+    check([p.pred_instances.bboxes for p in preds], case['bboxes'], 'bboxes',
+          rounded=True, atol=1e-4)
+    check([p.pred_instances.scores for p in preds], case['scores'], 'scores',
+          rounded=True, atol=1e-4)
     check([p.pred_instances.masks[:, ::4, ::4] for p in preds],
-          case['masks'], 'masks')
+          case['masks'], 'masks', rounded=True, atol=1e-4)

@@ -10,12 +10,15 @@ Index tables that depend only on shapes (row offsets, position ranges) are
 built once per shape and device (:func:`shape_cached`): an eager forward pays
 for every operator it dispatches, however small.
 """
-from typing import Callable, Dict, Hashable
+from collections import OrderedDict
+from typing import Callable, Hashable
 
 import torch
 from torch import Tensor
 
-_TABLES: Dict[Hashable, object] = {}
+# least recently used first; bounded for runs that see many sizes
+_TABLES: 'OrderedDict[Hashable, object]' = OrderedDict()
+_MAX_TABLES = 512
 
 
 def shape_cached(key: Hashable, build: Callable[[], object]) -> object:
@@ -28,9 +31,14 @@ def shape_cached(key: Hashable, build: Callable[[], object]) -> object:
         return build()
     table = _TABLES.get(key)
     if table is None:
-        if len(_TABLES) >= 512:  # e.g. many sizes in a test run
-            _TABLES.clear()
-        table = _TABLES[key] = build()
+        # evict the stalest table only: clearing all at once made the next
+        # forward rebuild every table a warm forward had (and dispatch its
+        # ops again), depending on how many sizes came before
+        table = _TABLES[key] = build()  # a build may cache tables too
+        while len(_TABLES) > _MAX_TABLES:
+            _TABLES.popitem(last=False)
+    else:
+        _TABLES.move_to_end(key)
     return table
 
 

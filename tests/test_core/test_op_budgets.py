@@ -136,3 +136,22 @@ def test_folding_the_bias_is_one_cat_per_tensor():
     assert ops.kernels <= 4, ops.kernels_by_name
     assert ops.kernels_by_name.get('aten::cat') == 3
     assert 'aten::fill_' not in ops.kernels_by_name
+
+
+def test_counts_do_not_depend_on_how_full_the_table_cache_is(monkeypatch):
+    """A nearly full cache of shape tables (a long run that saw many
+    sizes) must not make a warm step rebuild its tables: a step that
+    overflows the cache evicts the stalest tables, not the ones it uses."""
+    from collections import OrderedDict
+
+    from cait_mm.core import batch_rows
+    model = _model(dict(type='TPS', blocks=(3, 6, 9), keep_ratio=0.7))
+    x = torch.randn(2, 3, 224, 224)
+    monkeypatch.setattr(batch_rows, '_TABLES', OrderedDict())
+    empty, _, _ = _steps(model, x)
+    for fill in (batch_rows._MAX_TABLES - 1, batch_rows._MAX_TABLES - 3):
+        tables = OrderedDict((('filler', i), None) for i in range(fill))
+        monkeypatch.setattr(batch_rows, '_TABLES', tables)
+        full, _, _ = _steps(model, x)
+        assert full == empty
+        assert len(tables) <= batch_rows._MAX_TABLES
