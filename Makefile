@@ -16,14 +16,14 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt setup.cfg pyproject.toml tools/setup_env.sh
-	bash tools/setup_env.sh $(VENV)
+$(STAMP): requirements.txt setup.cfg pyproject.toml tools/misc/setup_env.sh
+	bash tools/misc/setup_env.sh $(VENV)
 	touch $@
 
 demo-data: $(DEMO_DATA)/annotations/instances_validation.json
 
 $(DEMO_DATA)/annotations/instances_validation.json: | $(STAMP)
-	$(PY) tools/make_demo_data.py --out $(DEMO_DATA)
+	$(PY) tools/misc/make_demo_data.py --out $(DEMO_DATA)
 
 demo: $(STAMP) demo-data
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)

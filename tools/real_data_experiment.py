@@ -22,10 +22,10 @@ and cait-atme-cdcp-whole-ft-long (1200 iterations, ramp 0-600) with its
 control dense-ft-long (the dense checkpoint trained as long);
 cait-atme-30 and atme-30-training-free (ATME at 30% of the block FLOPs,
 trained or at test time only); and the comparison at equal block FLOPs
-with the peers (tools/match_flops.py): tps-matched, tome, evit trained at
+with the peers (tools/analysis_tools/match_flops.py): tps-matched, tome, evit trained at
 the ATME preset's FLOPs, tps-matched-, tome-, evit-training-free at the
 preset's, atme-, tps-, tome-, evit-35-training-free at 35%. Each row runs
-tools/train.py, tools/export_compressed.py and tools/test.py, once per
+tools/train.py, tools/deployment/export_compressed.py and tools/test.py, once per
 --seeds (the table gives each row's mean and spread, and its per-class
 IoU); then all rows are timed in one process (whole model, batch 1), as
 ratios to dense. Writes results.md, results.json and results.png (mIoU vs
@@ -50,7 +50,7 @@ from cait_mm.core.atme_schedules import schedule_flops
 from cait_mm.utils.checkpoint_files import load_local_checkpoint
 
 # The rows run the user-facing tools (tools/train.py, tools/test.py,
-# tools/export_compressed.py) in subprocesses, from the repository this tool
+# tools/deployment/export_compressed.py) in subprocesses, from the repository this tool
 # sits in, so the experiment exercises exactly what users run; speed is
 # measured afterwards for all rows in one process, as ratios to the first.
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -80,7 +80,7 @@ class Row:
         return {**self.options, **self.test_options}
 
 
-# 30% of DeiT-T's block FLOPs at 512x512 (tools/atme_schedule.py --arch
+# 30% of DeiT-T's block FLOPs at 512x512 (tools/analysis_tools/atme_schedule.py --arch
 # deit-t --target 0.3): full merges in blocks 2-5 leave a quarter of each
 # side, what the whole-UperNet speed target of the ATME issue needs.
 ATME_T_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
@@ -97,7 +97,7 @@ def reducer(**settings) -> Dict[str, Any]:
 
 def matched(kind: str, target: float) -> Dict[str, Any]:
     """The settings of reducer ``kind`` for ``target`` block FLOPs of the
-    CPU recipe's DeiT-T at its 512x512 test size (tools/match_flops.py):
+    CPU recipe's DeiT-T at its 512x512 test size (tools/analysis_tools/match_flops.py):
     ToMe by its size-independent ``ratio``, TPS and EViT by keep ratio,
     ATME by schedule."""
     knob = dict(knob='ratio') if kind == 'ToMe' else {}
@@ -330,7 +330,7 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
         if row.export:
             exported = osp.join(row_dir, 'compressed.pth')
             log(f'[{row.name}] exporting {ckpt}')
-            export = ['tools/export_compressed.py', row.config, ckpt, exported]
+            export = ['tools/deployment/export_compressed.py', row.config, ckpt, exported]
             if row.options:
                 export += ['--cfg-options', *_options(None, row.options)]
             _run(export, osp.join(row_dir, 'export.log'))

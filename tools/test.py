@@ -2,7 +2,8 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
         [--show] [--show-dir DIR] [--amp] [--compile [--compile-mode M]]
-        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--speed-warmup N] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out`` and ``--show-dir`` mean what they mean in the config's task
 (``default_scope``): for mmseg, a directory of predicted label maps and of
@@ -11,11 +12,13 @@ for mmpretrain (ImageNet classification), a ``.pkl`` of the predictions
 (scores and labels per image) and painted images.
 The checkpoint is loaded strictly: one that does not fit the config fails,
 listing the missing and unexpected keys. An exported compressed checkpoint
-(``tools/export_compressed.py``) is evaluated with its training config: the
+(``tools/deployment/export_compressed.py``) is evaluated with its training config: the
 backbone is built from the file's metadata. ``--compile`` runs the
 backbone, neck and decode head through ``torch.compile``
 (``cait_mm.engine.compile``); heads with proposals and post-processing stay
-eager.
+eager. The scores come with the run's speed, ``images_per_s`` after
+``--speed-warmup`` batches (compiling and CUDA-graph recording happen in
+those), data loading and evaluation included (``TestSpeedHook``).
 """
 import argparse
 import functools
@@ -27,8 +30,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cait_mm.engine import (add_compile_arguments, compile_runner_model,
-                            setup_cpu_distributed, teardown_distributed)
+from cait_mm.engine import (TestSpeedHook, add_compile_arguments,
+                            compile_runner_model, setup_cpu_distributed,
+                            teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.checkpoint_files import CheckpointError, checkpoint_problem
 from cait_mm.utils.dataset_paths import add_input_checks, check_dataset_paths
@@ -60,6 +64,9 @@ def parse_args():
     parser.add_argument(
         '--amp', action='store_true', help='test with mixed precision')
     add_compile_arguments(parser)
+    parser.add_argument(
+        '--speed-warmup', type=int, default=5,
+        help='batches left out of the logged images/s (default 5)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -145,6 +152,7 @@ def main():
         module, name = DUMPERS[task].rsplit('.', 1)
         dumper = getattr(importlib.import_module(module), name)
         runner.test_evaluator.metrics.append(dumper(out_file_path=args.out))
+    runner.register_hook(TestSpeedHook(warmup=args.speed_warmup))
     compile_runner_model(runner, args)
     runner.test()
     teardown_distributed()

@@ -153,6 +153,9 @@ class Result:
     #: own time), ms
     profile: Optional[str] = None
     busy_ms: Optional[float] = None
+    #: with ``profile``: kernels launched in that call (CUDA), or aten ops
+    #: run (CPU): as timed, so CUDA-graph replays count their kernels
+    launches: Optional[int] = None
 
 
 def _data_samples(scope: str, batch: int, shape: Tuple[int, int]):
@@ -349,6 +352,7 @@ def benchmark(entries: Sequence[Entry],
         if onnx:
             runs = _onnx_runs(models, part, inputs, log)
         if compile is not None:
+            _allow_recompiles(4 * len(models))
             for model in models:
                 compile_parts(model, ('backbone', ) if part == 'backbone'
                               else COMPILED_PARTS, **compile)
@@ -366,8 +370,8 @@ def benchmark(entries: Sequence[Entry],
                 f'{t[-1] * 1e3:.1f} ms' for t in times))
         if profile:
             for result, run in zip(results, runs):
-                result.profile, result.busy_ms = profile_call(
-                    lambda: run(inputs), device)
+                result.profile, result.busy_ms, result.launches = \
+                    profile_call(lambda: run(inputs), device)
     for result, measured in zip(results, times):
         median = statistics.median(measured)
         result.latency_ms = median * 1e3
@@ -378,12 +382,24 @@ def benchmark(entries: Sequence[Entry],
     return results
 
 
+def _allow_recompiles(count: int) -> None:
+    """Let Dynamo compile one forward ``count`` times: the entries'
+    backbones share ``CAITViT.forward``, whose compiled versions count
+    against one limit (8 by default), past which Dynamo runs it eagerly
+    without an error and a compiled row would time eager code."""
+    import torch._dynamo.config as dynamo
+    for name in ('recompile_limit', 'cache_size_limit'):
+        if hasattr(dynamo, name):
+            setattr(dynamo, name, max(getattr(dynamo, name), count))
+
+
 def profile_call(fn: Callable[[], object], device: str,
-                 rows: int = 15) -> Tuple[str, float]:
+                 rows: int = 15) -> Tuple[str, float, int]:
     """``fn()`` once under ``torch.profiler``: a table of the operators
     and kernels with the most own time (device time on CUDA, host time on
-    the CPU) and that time summed over kernels, ms. A GPU's busy time
-    against the call's wall time says whether it waits for the host."""
+    the CPU), that time summed over kernels, ms, and the number of kernels
+    (CUDA) or aten operators (CPU) run. A GPU's busy time against the
+    call's wall time says whether it waits for the host."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
@@ -398,12 +414,12 @@ def profile_call(fn: Callable[[], object], device: str,
     table = prof.key_averages().table(sort_by=key, row_limit=rows,
                                       max_name_column_width=60)
     if cuda:
-        busy = sum(e.self_device_time_total for e in prof.events()
-                   if e.device_type == DeviceType.CUDA)
+        work = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     else:  # operators' own time, not that of the ops beneath them
-        busy = sum(e.self_cpu_time_total for e in prof.events()
-                   if e.name.startswith('aten::'))
-    return table, busy / 1e3
+        work = [e for e in prof.events() if e.name.startswith('aten::')]
+    busy = sum(e.self_device_time_total if cuda else e.self_cpu_time_total
+               for e in work)
+    return table, busy / 1e3, len(work)
 
 
 def _onnx_runs(models: Sequence[nn.Module], part: str,
@@ -444,6 +460,19 @@ def to_markdown(results: Sequence[Result], setting: str) -> str:
                      f'{r.ops} | {r.kernels} | '
                      f'{r.latency_ms:.1f} | {r.images_per_s:.2f} | '
                      f'{r.speedup:.2f}x |')
+    if any(r.busy_ms is not None for r in results):
+        lines += [
+            '', 'Profiled call (as timed): the device\'s busy time (CUDA: '
+            'kernels; CPU: operators\' own time) and what it ran', '',
+            '| model | latency (ms) | busy (ms) | busy share | launched |',
+            '| --- | ---: | ---: | ---: | ---: |'
+        ]
+        for r in results:
+            if r.busy_ms is not None:
+                lines.append(
+                    f'| {r.name} | {r.latency_ms:.2f} | {r.busy_ms:.2f} | '
+                    f'{r.busy_ms / max(r.latency_ms, 1e-9):.0%} | '
+                    f'{r.launches} |')
     names = list(dict.fromkeys(n for r in results for n in r.parts))
     if names:
         lines += [

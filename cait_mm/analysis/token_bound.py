@@ -11,7 +11,7 @@ reducer's bookkeeping. Its outputs have the reducer's shapes, not its
 values: a bound, not a model.
 
 Plain PyTorch like the core; registered when :mod:`cait_mm.analysis` is
-imported (``tools/benchmark.py --bound``).
+imported (``tools/analysis_tools/benchmark.py --bound``).
 """
 from dataclasses import replace
 from typing import Dict, List, Optional, Set, Tuple

@@ -286,7 +286,8 @@ class ATME(TokenReducer):
         embed_dims (int, optional): Token width (unused: ATME has no
             weights).
         schedule (str | Sequence): A preset name (``'deit-t'``,
-            ``'deit-s'``, ``'deit-b'``, see
+            ``'deit-s'``, ``'deit-b'``; ``'deit-s-few'`` etc. reach the same
+            FLOPs with two merges, see
             :mod:`cait_mm.core.atme_schedules`) or entries
             ``(block, direction, ratio)``: after the attention of ``block``,
             merge along ``'h'`` (rows) or ``'v'`` (columns) ``ratio`` of the
@@ -335,11 +336,12 @@ class ATME(TokenReducer):
     @classmethod
     def for_flops(cls, target: float, grid: Tuple[int, int],
                   num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
-                  **settings) -> Dict:
+                  max_points: Optional[int] = None, **settings) -> Dict:
         """A schedule whose block FLOPs are at most ``target`` and the
-        closest to it (:func:`~.atme_schedules.schedule_for_flops`)."""
+        closest to it (:func:`~.atme_schedules.schedule_for_flops`), with
+        at most ``max_points`` merging blocks if given."""
         schedule = schedule_for_flops(target, grid, embed_dims, num_layers,
-                                      mlp_ratio)
+                                      mlp_ratio, max_points)
         return dict(type=cls.type_name, **settings,
                     schedule=[list(step) for step in schedule])
 

@@ -6,7 +6,7 @@ does) ``ratio`` of the candidate pairs of every line. Ratios make one schedule
 fit any input size (224 -> 14x14, 512 -> 32x32, 800x1344 -> 50x84).
 """
 from itertools import product
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .flops_budget import block_flops_fraction
 
@@ -23,6 +23,16 @@ PRESETS: Dict[str, Tuple[Tuple[int, str, float], ...]] = {
                (7, 'h', 0.5), (8, 'v', 0.5)),
     'deit-b': ((3, 'h', 0.5), (4, 'v', 0.5), (5, 'h', 0.5), (6, 'v', 0.5),
                (7, 'h', 0.5), (8, 'v', 0.5)),
+    # Few-merge presets: the same block FLOPs from two reduction points, one
+    # HTM and one VTM right after the exact blocks 0-2. Every reduction
+    # point costs launches (about 20 kernels in eager PyTorch) that only
+    # FLOPs saved can repay, and a GPU is often bound by launches (DESIGN.md
+    # section 12); merging more of each line at once also shrinks more of
+    # the blocks. Block FLOPs: deit-t-few 0.52 / 0.53, deit-s-few and
+    # deit-b-few 0.49 / 0.49 at 512x512 / 224x224.
+    'deit-t-few': ((3, 'h', 0.75), (4, 'v', 0.75)),
+    'deit-s-few': ((3, 'h', 0.875), (4, 'v', 0.875)),
+    'deit-b-few': ((3, 'h', 0.875), (4, 'v', 0.875)),
 }
 
 
@@ -115,25 +125,35 @@ def schedule_flops(schedule: Union[str, Sequence], grid: Tuple[int, int],
                                 embed_dims, mlp_ratio)
 
 
-def schedule_for_flops(target: float,
-                       grid: Tuple[int, int],
-                       embed_dims: int,
-                       num_layers: int = 12,
-                       mlp_ratio: float = 4.) -> List[Tuple[int, str, float]]:
+def schedule_for_flops(
+        target: float,
+        grid: Tuple[int, int],
+        embed_dims: int,
+        num_layers: int = 12,
+        mlp_ratio: float = 4.,
+        max_points: Optional[int] = None) -> List[Tuple[int, str, float]]:
     """Pick a schedule whose block FLOPs are at most ``target`` (a fraction
     of the dense model's) and as close to it as possible.
 
     Candidates alternate HTM and VTM with one ratio over consecutive blocks
     from a start block; among those within 1% of the best fraction, the one
     that starts latest and merges most gently wins (later, gentler merges
-    keep more detail).
+    keep more detail). ``max_points`` caps the number of merging blocks
+    (reduction points; e.g. 2 for GPUs, where each costs launches).
     """
     if not 0 < target < 1:
         raise ValueError(f'target FLOPs fraction {target} must be in (0, 1)')
+    if max_points is not None and not (isinstance(max_points, int)
+                                       and max_points >= 1):
+        raise ValueError(f'max_points {max_points!r} must be an int >= 1')
+    # with few points the ratio is the only fine knob left, so it takes
+    # eighths; with many, the number of points is
+    ratios = (0.25, 0.5, 0.75, 1.0) if max_points is None else tuple(
+        k / 8 for k in range(1, 9))
+    most = num_layers - 1 if max_points is None else max_points
     candidates = []
     for start, steps, ratio in product(
-            range(num_layers - 1), range(1, num_layers),
-            (0.25, 0.5, 0.75, 1.0)):
+            range(num_layers - 1), range(1, most + 1), ratios):
         if start + steps > num_layers:
             continue
         schedule = [(start + i, 'hv' [i % 2], ratio) for i in range(steps)]

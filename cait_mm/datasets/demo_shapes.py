@@ -7,7 +7,7 @@ from .demo_shapes_generator import CLASSES, PALETTE
 
 @DATASETS.register_module()
 class DemoShapesDataset(BaseSegDataset):
-    """Textured shapes from ``tools/make_demo_data.py``.
+    """Textured shapes from ``tools/misc/make_demo_data.py``.
 
     Unlike ADE20K, label 0 is a real class (the background texture), so
     ``reduce_zero_label`` is off.

@@ -1,6 +1,6 @@
 """``torch.compile`` for the parts of a task model that run on tensors of
 fixed shapes, where users run models (``tools/test.py --compile``,
-``tools/benchmark.py --compile``).
+``tools/analysis_tools/benchmark.py --compile``).
 
 Training uses MMEngine's own ``compile`` config key (it compiles
 ``train_step``). For testing, compiling the whole ``test_step`` would trace

@@ -8,7 +8,7 @@ from typing import Iterable, List, Optional
 # How to prepare each dataset; ``{data_root}`` is filled in.
 PREPARE_HINTS = {
     'DemoShapesDataset':
-    'Generate it with: python tools/make_demo_data.py --out {data_root}',
+    'Generate it with: python tools/misc/make_demo_data.py --out {data_root}',
     'ISBIMembraneDataset':
     'Convert the ISBI 2012 EM slices (a folder with images/0..29.png and '
     'labels/0..29.png) with: python tools/dataset_converters/isbi_membrane.py '
@@ -49,7 +49,7 @@ PREPARE_HINTS = {
 }
 
 
-# The demo scenes as COCO instances (tools/make_demo_data.py writes them next
+# The demo scenes as COCO instances (tools/misc/make_demo_data.py writes them next
 # to the segmentation layout): mmdet's CocoDataset with these classes, which
 # are cait_mm.datasets.demo_shapes_generator.CLASSES without the background
 # (not imported: cait_mm.datasets needs mmseg).

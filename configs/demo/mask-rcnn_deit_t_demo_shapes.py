@@ -3,7 +3,7 @@
 # scratch on the generated shapes' COCO json (5 classes: the background is no
 # instance), with narrower heads so that it trains on a CPU. Generate the
 # data first:
-#   python tools/make_demo_data.py --out data/demo_shapes
+#   python tools/misc/make_demo_data.py --out data/demo_shapes
 _base_ = ['../mask-rcnn/mask-rcnn_deit_s_coco.py']
 
 img_scale = (256, 256)

@@ -3,7 +3,7 @@
 # (about 10 minutes on 2 cores): the CPU-sized UperNet DeiT-T, the shapes
 # data at 256x256 and the CPU from-scratch schedule, with no dropout or drop
 # path. Generate the data first:
-#   python tools/make_demo_data.py --out data/demo_shapes
+#   python tools/misc/make_demo_data.py --out data/demo_shapes
 _base_ = [
     '../_base_/models/upernet_caitvit_deit_t_cpu.py',
     '../_base_/datasets/demo_shapes.py', 'mmseg::_base_/default_runtime.py',

@@ -4,7 +4,7 @@
 # with CDCP (../_base_/compression/cdcp.py: compactors for the QK, V and MLP
 # groups, no weight decay on them), and learns from the dense DeiT-S (hard
 # distillation of the class token's logits). Export the result once
-# (tools/export_compressed.py) and initialise every dense task from that
+# (tools/deployment/export_compressed.py) and initialise every dense task from that
 # file (model.backbone.compressed=...).
 _base_ = ['./deit-s_in1k.py', '../_base_/compression/cdcp.py']
 
@@ -34,7 +34,7 @@ model = dict(
 # the 5 warm-up epochs to its final value at epoch 100, and a channel that
 # stays selected reaches zero in 1 / lasso = 10k iterations (8 epochs). The
 # ratios are our starting point (the paper gives no per-group values);
-# measure what they buy with tools/benchmark.py.
+# measure what they buy with tools/analysis_tools/benchmark.py.
 iters_per_epoch = 1251
 custom_hooks = [
     dict(

@@ -6,7 +6,7 @@
 # selected by iteration 30k of the 1x schedule's ~88k (re-ranked every
 # 1000), and the lasso takes a selected channel's rows to zero within about
 # 10k iterations. Export the smaller backbone and heads with
-#   python tools/export_compressed.py CONFIG work_dirs/.../epoch_12.pth OUT
+#   python tools/deployment/export_compressed.py CONFIG work_dirs/.../epoch_12.pth OUT
 _base_ = ['./mask-rcnn_cait_s_coco.py', '../_base_/compression/cdcp.py']
 
 model = dict(

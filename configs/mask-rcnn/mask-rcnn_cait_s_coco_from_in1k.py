@@ -2,7 +2,7 @@
 # the same compressed checkpoint as
 # ../upernet/upernet_cait_s_ade20k_from_in1k.py
 # (configs/imagenet/cait_deit-s_in1k.py, exported by
-# tools/export_compressed.py). CAITViT reads the compact widths and the
+# tools/deployment/export_compressed.py). CAITViT reads the compact widths and the
 # token reducer it was trained with from the file's metadata when it is
 # built, and loads its `backbone.*` weights in init_weights (the classifier
 # head is not read; position embeddings are resampled to each input's grid).

@@ -2,7 +2,7 @@
 # ATME, half of the QK, V and MLP channels of every block, and half of the
 # neck's inner channels, of the RPN conv's channels, of the box head's
 # shared FC units and of the mask convs' channels removed. Random weights:
-# for speed and FLOPs tables without training one (tools/benchmark.py);
+# for speed and FLOPs tables without training one (tools/analysis_tools/benchmark.py);
 # evaluate a real export with its training config instead.
 _base_ = ['./mask-rcnn_cait_s_coco.py']
 

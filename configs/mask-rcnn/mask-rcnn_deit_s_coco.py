@@ -20,7 +20,7 @@ model = dict(
     type='cait_mm.PadAwareMaskRCNN',
     # 32: the 16-pixel patches tile every padded image and the 1/32 level
     # halves the 1/16 map exactly (as in mmdet's R50 config; the neck also
-    # handles odd grids, e.g. in tools/benchmark.py). 800x1333 -> 800x1344.
+    # handles odd grids, e.g. in tools/analysis_tools/benchmark.py). 800x1333 -> 800x1344.
     data_preprocessor=dict(pad_size_divisor=32),
     backbone=dict(
         _delete_=True,

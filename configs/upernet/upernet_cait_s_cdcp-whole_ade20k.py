@@ -4,7 +4,7 @@
 # convs summed with the PPM bottleneck, the FPN convs and fpn_bottleneck).
 # The same hook ramps half of every group, backbone and head, over the first
 # 40k iterations. Export the physically smaller backbone and head with
-#   python tools/export_compressed.py CONFIG work_dirs/.../iter_80000.pth OUT
+#   python tools/deployment/export_compressed.py CONFIG work_dirs/.../iter_80000.pth OUT
 # (the auxiliary head, used only in training, keeps its weights).
 _base_ = ['./upernet_cait_s_cdcp_ade20k.py']
 

@@ -7,7 +7,7 @@
 # mode (and so in every validation) the selected channels are masked: the
 # mIoU logged is the pruned model's. Export the physically smaller model
 # afterwards with
-#   python tools/export_compressed.py CONFIG work_dirs/.../iter_80000.pth OUT
+#   python tools/deployment/export_compressed.py CONFIG work_dirs/.../iter_80000.pth OUT
 _base_ = ['./upernet_cait_s_ade20k.py', '../_base_/compression/cdcp.py']
 
 model = dict(backbone=dict(channel_prune=_base_.cdcp_channel_prune))

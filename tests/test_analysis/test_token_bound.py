@@ -1,5 +1,5 @@
 """TokenCountBound: the blocks at a reducer's token counts, with reductions
-that cost nothing (tools/benchmark.py --bound)."""
+that cost nothing (tools/analysis_tools/benchmark.py --bound)."""
 import os.path as osp
 
 import pytest

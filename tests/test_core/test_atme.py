@@ -3,7 +3,8 @@ import torch
 
 from cait_mm.core import Attention, AttentionInfo, TokenState
 from cait_mm.core.atme import ATME
-from cait_mm.core.atme_schedules import PRESETS, grid_shapes, parse_schedule
+from cait_mm.core.atme_schedules import (PRESETS, grid_shapes, parse_schedule,
+                                         schedule_flops, schedule_for_flops)
 
 
 def _info(keys):
@@ -189,8 +190,39 @@ def test_schedule_entries_as_dicts_and_presets():
         {1: ('v', .25)}
     with pytest.raises(ValueError, match='exactly the keys'):
         parse_schedule([dict(block=1, direction='v', r=2)], 4)
-    for name in ('deit-t', 'deit-s', 'deit-b'):
+    for name in ('deit-t', 'deit-s', 'deit-b', 'deit-s-few'):
         assert set(parse_schedule(name, 12)) == {b for b, _, _ in
                                                  PRESETS[name]}
     with pytest.raises(ValueError, match='granularity'):
         ATME(12, schedule='deit-s', granularity='pixel')
+
+
+@pytest.mark.parametrize('arch, dims', [('deit-t', 192), ('deit-s', 384),
+                                        ('deit-b', 768)])
+def test_few_merge_presets_reach_the_presets_flops_in_two_merges(arch, dims):
+    few = parse_schedule(f'{arch}-few', 12)
+    assert len(few) == 2 and min(few) == 3  # blocks 0-2 stay exact
+    assert {d for d, _ in few.values()} == {'h', 'v'}
+    assert schedule_flops(f'{arch}-few', (32, 32), dims, 12) == \
+        pytest.approx(schedule_flops(arch, (32, 32), dims, 12), abs=0.01)
+
+
+@pytest.mark.parametrize('target, grid', [(0.5, (32, 32)), (0.35, (32, 32)),
+                                          (0.5, (14, 14)), (0.7, (50, 84))])
+def test_for_flops_caps_the_reduction_points(target, grid):
+    cfg = ATME.for_flops(target, grid, 12, 384, max_points=2)
+    assert len(cfg['schedule']) <= 2
+    fraction = schedule_flops(cfg['schedule'], grid, 384, 12)
+    assert target - 0.04 <= fraction <= target
+    # uncapped, the same target takes more points
+    assert len(schedule_for_flops(target, grid, 384)) > 2
+
+
+def test_for_flops_with_one_point_and_what_it_cannot_reach():
+    assert schedule_for_flops(0.7, (50, 84), 384, max_points=1) == [
+        (5, 'h', 0.875)]
+    # one merge halves one axis at most
+    with pytest.raises(ValueError, match='No schedule reaches 35%'):
+        schedule_for_flops(0.35, (32, 32), 384, max_points=1)
+    with pytest.raises(ValueError, match='max_points'):
+        schedule_for_flops(0.5, (32, 32), 384, max_points=0)

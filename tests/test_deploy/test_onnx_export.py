@@ -1,5 +1,5 @@
 """ONNX export: every backbone variant and a whole UperNet (tensor forward)
-run in ONNX Runtime with PyTorch's outputs; tools/export_onnx.py end to end
+run in ONNX Runtime with PyTorch's outputs; tools/deployment/export_onnx.py end to end
 on a checkpoint, and ONNX Runtime rows in the benchmark."""
 import os.path as osp
 
@@ -60,7 +60,7 @@ def test_export_tool_reads_a_checkpoint_and_checks_the_export(tmp_path):
     out = tmp_path / 'onnx' / 'model.onnx'
     options = ['model.backbone.token_reducer.type=ATME',
                'model.backbone.token_reducer.schedule=[(0,h,0.5),(1,v,0.5)]']
-    proc = run_tool(['tools/export_onnx.py', SEG, str(tmp_path / 'ckpt.pth'),
+    proc = run_tool(['tools/deployment/export_onnx.py', SEG, str(tmp_path / 'ckpt.pth'),
                      str(out), '--shape', '64', '96', '--cfg-options',
                      *options])
     assert out.is_file() and 'max abs difference' in proc.stdout
@@ -73,7 +73,7 @@ def test_export_tool_reads_a_checkpoint_and_checks_the_export(tmp_path):
     # a checkpoint that does not fit fails before exporting
     torch.save({'state_dict': {'backbone.nothing': torch.zeros(1)}},
                tmp_path / 'wrong.pth')
-    proc = run_tool(['tools/export_onnx.py', SEG, str(tmp_path / 'wrong.pth'),
+    proc = run_tool(['tools/deployment/export_onnx.py', SEG, str(tmp_path / 'wrong.pth'),
                      str(tmp_path / 'wrong.onnx'), '--shape', '64', '64'],
                     check=False)
     assert proc.returncode != 0 and 'missing keys' in proc.stderr.lower()

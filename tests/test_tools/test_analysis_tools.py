@@ -1,5 +1,5 @@
-"""tools/benchmark.py, tools/visualize_merge.py, tools/atme_schedule.py,
-tools/match_flops.py."""
+"""tools/analysis_tools/benchmark.py, tools/analysis_tools/visualize_merge.py, tools/analysis_tools/atme_schedule.py,
+tools/analysis_tools/match_flops.py."""
 import json
 import os.path as osp
 
@@ -18,7 +18,7 @@ ATME = [
 
 def test_benchmark_measures_entries_side_by_side(tmp_path):
     proc = run_tool([
-        'tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--shape',
+        'tools/analysis_tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--shape',
         '64', '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
         '--backbone-only', '--profile', '--out-dir',
         str(tmp_path)
@@ -33,19 +33,41 @@ def test_benchmark_measures_entries_side_by_side(tmp_path):
     assert merged['params'] == first['params']
     assert merged['name'].endswith("schedule=[(0, 'h', 0.5), (1, 'v', 0.5)]")
     assert all(r['images_per_s'] > 0 for r in result['results'])
-    # header, separator and one row per entry
-    assert next(tmp_path.glob('*.md')).read_text().count('\n| ') == 4
-    # --profile: where one call of each row spent its time
+    # header, separator and one row per entry; then the profiled calls'
+    tables = next(tmp_path.glob('*.md')).read_text().split('\n\n')
+    assert tables[1].count('\n| ') == 3
+    assert '| busy (ms) |' in tables[2] and tables[3].count('\n| ') == 3
+    # --profile: where one call of each row spent its time, and how much
+    # it ran (every op of the dense forward, fewer after merging)
     report = next(tmp_path.glob('*_profile.txt')).read_text()
     assert report.count('## ') == 2 and 'aten::addmm' in report
+    assert 'ops run' in report
     assert all(r['busy_ms'] > 0 and 'Self CPU' in r['profile']
-               for r in result['results'])
+               and r['launches'] > 0 for r in result['results'])
+    assert result['setting']['mode'] == 'eager'
+    assert result['setting']['device_name']
+
+
+def test_benchmark_adds_rows_at_equal_flops_after_the_entries(tmp_path):
+    """--flops-target with several entries: rows matched to the first
+    (dense) entry follow the given ones, and --name names the files."""
+    run_tool([
+        'tools/analysis_tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--labels',
+        'dense', 'atme', '--flops-target', '0.6', '--reducers', 'ToMe',
+        '--shape', '64', '64', '--warmup', '0', '--repeats', '1',
+        '--part', 'backbone', '--out-dir', str(tmp_path), '--name', 'table'
+    ])
+    result = json.load(open(tmp_path / 'table.json'))
+    names = [r['name'] for r in result['results']]
+    assert names[:2] == ['dense', 'atme']
+    assert len(names) == 3 and names[2].startswith('ToMe @ 0.')
+    assert (tmp_path / 'table.md').exists()
 
 
 @pytest.mark.parametrize('part', ['model', 'network'])
 def test_benchmark_whole_model(tmp_path, part):
     proc = run_tool([
-        'tools/benchmark.py', CONFIG, '--shape', '64', '64', '--warmup', '0',
+        'tools/analysis_tools/benchmark.py', CONFIG, '--shape', '64', '64', '--warmup', '0',
         '--repeats', '1', '--part', part, '--out-dir',
         str(tmp_path)
     ])
@@ -58,7 +80,7 @@ def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
     image = osp.join(demo_data, 'images/validation/demo_00000.jpg')
     out = tmp_path / 'merge.png'
     proc = run_tool([
-        'tools/visualize_merge.py', CONFIG, image, '--blocks', '0', '1', '3',
+        'tools/analysis_tools/visualize_merge.py', CONFIG, image, '--blocks', '0', '1', '3',
         '--out',
         str(out), '--cfg-options', *ATME
     ])
@@ -75,7 +97,7 @@ def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
 
 def test_atme_schedule_picks_a_schedule_for_a_flops_target():
     proc = run_tool([
-        'tools/atme_schedule.py', '--arch', 'deit-s', '--shape', '512', '512',
+        'tools/analysis_tools/atme_schedule.py', '--arch', 'deit-s', '--shape', '512', '512',
         '--target', '0.5'
     ])
     assert 'schedule=[' in proc.stdout
@@ -83,8 +105,17 @@ def test_atme_schedule_picks_a_schedule_for_a_flops_target():
     assert 0.48 <= fraction <= 0.5
 
 
+def test_atme_schedule_caps_the_reduction_points():
+    proc = run_tool([
+        'tools/analysis_tools/atme_schedule.py', '--arch', 'deit-s', '--shape', '512', '512',
+        '--target', '0.5', '--max-points', '2'
+    ])
+    schedule = proc.stdout.split('schedule=')[1].splitlines()[0]
+    assert schedule == "[(3, 'h', 0.875), (4, 'v', 0.875)]"
+
+
 def test_match_flops_prints_every_reducer_at_the_target():
-    proc = run_tool(['tools/match_flops.py', '--target', '0.35', '--shape',
+    proc = run_tool(['tools/analysis_tools/match_flops.py', '--target', '0.35', '--shape',
                      '512', '512'])
     out = proc.stdout
     for line in ("ATME: token_reducer={'type': 'ATME', 'schedule': ",

@@ -66,7 +66,7 @@ def test_export_evaluates_like_the_masked_model(runs, demo_data, tmp_path):
     root, _ = runs
     ckpt = str(root / 'a' / 'iter_4.pth')
     out = str(tmp_path / 'compressed.pth')
-    proc = run_tool(['tools/export_compressed.py', CONFIG, ckpt, out])
+    proc = run_tool(['tools/deployment/export_compressed.py', CONFIG, ckpt, out])
     assert 'block 0: qk_dim=16, v_dim=16, mlp_hidden=64' in proc.stdout
     assert 'lateral: [16]' in proc.stdout
     exported = _load(out)  # tensors and plain types only
@@ -113,7 +113,7 @@ def test_export_rebuilds_backbone_and_head_from_the_file_alone(
     root, _ = runs
     ckpt = str(root / 'a' / 'iter_4.pth')
     out = str(tmp_path / 'compressed.pth')
-    run_tool(['tools/export_compressed.py', CONFIG, ckpt, out])
+    run_tool(['tools/deployment/export_compressed.py', CONFIG, ckpt, out])
     masked = build_model(CONFIG, checkpoint=ckpt)
     slim = build_model(CONFIG, checkpoint=out)
     assert slim.decode_head.channel_widths['fuse'] == [16]

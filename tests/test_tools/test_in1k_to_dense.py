@@ -3,7 +3,7 @@
 A generated class-folder set stands in for ImageNet and a small timm DeiT
 file for the official DeiT weights: compress (tools/train.py: ATME + CDCP +
 distillation), evaluate (tools/test.py), export one compressed checkpoint
-(tools/export_compressed.py), then initialise a UperNet and a Mask R-CNN
+(tools/deployment/export_compressed.py), then initialise a UperNet and a Mask R-CNN
 from that file through MMEngine, and check that their backbones compute what
 the classifier's trunk computed.
 """
@@ -79,7 +79,7 @@ def stage(tmp_path_factory):
         str(root / 'pred.pkl'), '--cfg-options', *options
     ])
     out = str(root / 'cait_tiny_in1k.pth')
-    export = run_tool(['tools/export_compressed.py', CLS_CONFIG, ckpt, out,
+    export = run_tool(['tools/deployment/export_compressed.py', CLS_CONFIG, ckpt, out,
                        '--cfg-options', *options])
     return dict(root=root, data=data, deit=deit, options=options, ckpt=ckpt,
                 out=out, train=train, test=test, export=export)

@@ -84,4 +84,4 @@ def test_missing_coco_data_names_the_path_and_the_generator(tmp_path):
                     check=False)
     assert proc.returncode != 0
     assert missing in proc.stderr
-    assert f'tools/make_demo_data.py --out {missing}' in proc.stderr
+    assert f'tools/misc/make_demo_data.py --out {missing}' in proc.stderr

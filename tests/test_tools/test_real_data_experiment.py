@@ -43,7 +43,7 @@ def _row(dataset, name):
 
 def test_the_tool_finds_its_repository():
     assert experiment.REPO == REPO
-    for tool in ('train.py', 'test.py', 'export_compressed.py'):
+    for tool in ('train.py', 'test.py', 'deployment/export_compressed.py'):
         assert osp.isfile(osp.join(experiment.REPO, 'tools', tool))
 
 
@@ -191,7 +191,7 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
             os.makedirs(work_dir, exist_ok=True)
             with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
                 f.write(osp.join(work_dir, 'iter_600.pth'))
-        elif tool == 'tools/export_compressed.py':
+        elif tool == 'tools/deployment/export_compressed.py':
             torch.save(dict(state_dict={}, meta=dict(cait_mm=dict(
                 heads=dict(decode_head=dict(channel_widths=WIDTHS))))),
                 args[3])
@@ -211,7 +211,7 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     tools = [c[0] for c in calls]
     assert tools == [
         'tools/train.py', 'tools/test.py', 'tools/test.py', 'tools/train.py',
-        'tools/export_compressed.py', 'tools/test.py'
+        'tools/deployment/export_compressed.py', 'tools/test.py'
     ]
     dense_ckpt = str(tmp_path / 'dense' / 'train' / 'iter_600.pth')
     # the training-free row tests the dense checkpoint with ATME added
@@ -238,7 +238,7 @@ def _fake_tools(calls):
 
     def fake_run(args, log):
         calls.append(list(args))
-        if args[0] == 'tools/export_compressed.py':
+        if args[0] == 'tools/deployment/export_compressed.py':
             torch.save(dict(state_dict={}, meta=dict(cait_mm=dict())),
                        args[3])
             return

@@ -62,15 +62,20 @@ def test_tools_test_evaluates_the_checkpoint(trained, demo_data, tmp_path):
         'tools/test.py', CONFIG,
         str(root / 'a' / 'iter_4.pth'), '--work-dir',
         str(tmp_path), '--out',
-        str(tmp_path / 'pred'), '--cfg-options', *_data_options(demo_data)
+        str(tmp_path / 'pred'), '--speed-warmup', '1', '--cfg-options',
+        *_data_options(demo_data)
     ])
     log = proc.stdout + proc.stderr
     assert 'per class results' in log and 'mIoU' in log
+    # the run's speed after its first batch (3 of the 4 images), with
+    # the scores
+    assert 'test speed:' in log and '(3 images in' in log
     metrics = [
         json.loads(line) for line in open(
             next(tmp_path.glob('*/*.json')), encoding='utf-8')
     ]
     assert 0 <= metrics[-1]['mIoU'] <= 100
+    assert metrics[-1]['images_per_s'] > 0
     assert len(list((tmp_path / 'pred').glob('*.png'))) == 4
 
 
@@ -101,7 +106,7 @@ def test_missing_data_fails_before_building_anything(tmp_path):
     ], check=False)
     assert proc.returncode != 0
     assert missing in proc.stderr
-    assert 'tools/make_demo_data.py' in proc.stderr
+    assert 'tools/misc/make_demo_data.py' in proc.stderr
 
 
 # training-free ATME on the dense config: dotted keys create the reducer

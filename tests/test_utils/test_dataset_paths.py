@@ -24,7 +24,7 @@ def test_missing_data_names_the_path_and_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         check_dataset_paths(_cfg(root), ['train_dataloader', 'val_dataloader'])
     assert root in str(err.value)
-    assert f'tools/make_demo_data.py --out {root}' in str(err.value)
+    assert f'tools/misc/make_demo_data.py --out {root}' in str(err.value)
 
     with pytest.raises(FileNotFoundError, match='ADEChallengeData2016'):
         check_dataset_paths(_cfg(root, 'ADE20KDataset'), ['train_dataloader'])
@@ -100,7 +100,7 @@ def test_demo_scenes_as_coco_point_to_the_generator(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         check_dataset_paths(_coco_cfg(root, DEMO_INSTANCE_CLASSES),
                             ['val_dataloader'])
-    assert f'tools/make_demo_data.py --out {root}' in str(err.value)
+    assert f'tools/misc/make_demo_data.py --out {root}' in str(err.value)
 
 
 def test_imagenet_layouts_are_checked(tmp_path):

@@ -1,5 +1,6 @@
-"""Training hooks (registered in cait_mm's HOOKS registry)."""
+"""Training and test hooks (registered in cait_mm's HOOKS registry)."""
 from .cdcp_hook import CDCPHook
 from .safe_checkpoint_hook import SafeCheckpointHook
+from .test_speed_hook import TestSpeedHook
 
-__all__ = ['CDCPHook', 'SafeCheckpointHook']
+__all__ = ['CDCPHook', 'SafeCheckpointHook', 'TestSpeedHook']

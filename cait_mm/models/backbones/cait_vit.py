@@ -77,14 +77,14 @@ class CAITViT(BaseModule):
             compactors in every block for those channel groups. The
             ``cait_mm.CDCPHook`` selects the channels to prune during
             training; in eval mode the selected channels are masked, and
-            ``tools/export_compressed.py`` removes them.
+            ``tools/deployment/export_compressed.py`` removes them.
         channel_widths (Sequence[dict] | dict, optional): Per block, the
             widths of a channel-pruned model, ``dict(qk_dim=, v_dim=,
             mlp_hidden=)``; usually read from ``compressed``. A single
             ``dict(qk=, v=, mlp=)`` of pruning ratios prunes every block
             alike, e.g. to time a pruned model before training one.
         compressed (str, optional): An exported compressed checkpoint
-            (``tools/export_compressed.py``). Its spec decides the
+            (``tools/deployment/export_compressed.py``). Its spec decides the
             architecture and widths (settings given here must agree) and the
             token reducer (unless ``token_reducer`` is set here: the config
             wins); its weights are loaded by ``init_weights``.
@@ -360,7 +360,7 @@ class CAITViT(BaseModule):
 
         The one place that runs the blocks: :meth:`forward` builds its
         outputs from it, and tools that look inside (e.g.
-        ``tools/visualize_merge.py``) read the token states from it.
+        ``tools/analysis_tools/visualize_merge.py``) read the token states from it.
 
         Yields:
             tuple: ``(i, tokens (B, P + N, C), state)`` after block ``i``.

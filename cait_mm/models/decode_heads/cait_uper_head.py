@@ -45,7 +45,7 @@ class CAITUPerHead(ChannelPrunable, UPerHead):
             'fpn', 'fuse'))``: identity-initialised compactors for those
             groups, pruned by ``cait_mm.CDCPHook`` (ratios under the same
             names); masked in eval mode, removed by
-            ``tools/export_compressed.py``.
+            ``tools/deployment/export_compressed.py``.
         channel_widths (dict, optional): The output channels of each
             family, ``dict(ppm=, lateral=, fpn=, fuse=)``: an int for every
             conv of the family, a list with one int per conv, or a float in

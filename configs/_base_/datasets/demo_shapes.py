@@ -1,4 +1,4 @@
-# The generated shapes scenes (tools/make_demo_data.py; 6 classes with the
+# The generated shapes scenes (tools/misc/make_demo_data.py; 6 classes with the
 # background) at 256x256, in ADE20K's folder layout: mmseg's ADE20K loaders
 # with the dataset and pipelines replaced, batch 8 and 2 workers for a CPU.
 _base_ = ['mmseg::_base_/datasets/ade20k.py']

@@ -1,6 +1,6 @@
 """Token reducers at equal FLOPs: each one's setting for a block-FLOPs target.
 
-    python tools/match_flops.py --target 0.5 [--arch deit-s]
+    python tools/analysis_tools/match_flops.py --target 0.5 [--arch deit-s]
         [--shape 512 512] [--reducers ATME TPS ToMe EViT]
 
 For every reducer, the config (ready for ``model.backbone.token_reducer``)
@@ -8,7 +8,7 @@ whose analytic block FLOPs are the closest to TARGET, a fraction of the
 dense ViT's (ATME: at most the target; the others: within a few tenths of a
 percent), and the patch tokens after each block. Each reducer tunes one
 knob: ATME its schedule, ToMe ``r``, TPS and EViT their keep ratio.
-``tools/benchmark.py CONFIG --flops-target TARGET`` times the same rows.
+``tools/analysis_tools/benchmark.py CONFIG --flops-target TARGET`` times the same rows.
 """
 import argparse
 

@@ -1,7 +1,8 @@
 """Pick an ATME schedule for a FLOPs budget, or inspect one.
 
-    python tools/atme_schedule.py --arch deit-s --shape 512 512 --target 0.5
-    python tools/atme_schedule.py --arch deit-s --shape 224 224 \\
+    python tools/analysis_tools/atme_schedule.py --arch deit-s --shape 512 512 --target 0.5
+    python tools/analysis_tools/atme_schedule.py --arch deit-s --target 0.5 --max-points 2
+    python tools/analysis_tools/atme_schedule.py --arch deit-s --shape 224 224 \\
         --schedule deit-s
 
 Prints the schedule (ready for ``token_reducer=dict(type='ATME',
@@ -30,6 +31,9 @@ def parse_args():
                        help='FLOPs fraction of the dense blocks to reach')
     group.add_argument('--schedule',
                        help='a preset name or a list like "[(3,h,0.5)]"')
+    parser.add_argument('--max-points', type=int,
+                        help='with --target: at most this many merging '
+                        'blocks (2 suits GPUs: each one costs launches)')
     return parser.parse_args()
 
 
@@ -40,7 +44,7 @@ def main():
     dims, layers = arch['embed_dims'], arch['num_layers']
     if args.target is not None:
         schedule = schedule_for_flops(args.target, grid, dims, layers,
-                                      arch['mlp_ratio'])
+                                      arch['mlp_ratio'], args.max_points)
     else:
         schedule = DictAction._parse_iterable(args.schedule)
     steps = parse_schedule(schedule, layers)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or complete) the virtual environment that `make demo` and
-# `make test` use:   bash tools/setup_env.sh [VENV]     (default: .venv)
+# `make test` use:   bash tools/misc/setup_env.sh [VENV]     (default: .venv)
 #
 # - torch/torchvision: a matched pair from the package index. `===` pins the
 #   exact public release: `==` would also accept a local `+cpu` torch build,
@@ -20,7 +20,7 @@ CACHE=${CAIT_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cait_mm}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCHVISION_VERSION=${TORCHVISION_VERSION:-0.28.0}
 MMCV_VERSION=2.1.0
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 log() { echo "[setup_env] $*"; }
 

@@ -1,6 +1,6 @@
 """Generate the demo dataset (textured shapes), deterministically from a seed.
 
-    python tools/make_demo_data.py --out data/demo_shapes [--seed 0]
+    python tools/misc/make_demo_data.py --out data/demo_shapes [--seed 0]
         [--num-train 240] [--num-val 48] [--size 256 256]
 
 Writes ADE20K's folder layout (images/ and annotations/ with training/ and

@@ -1,6 +1,6 @@
 """Export a CDCP-trained model as a physically smaller compressed checkpoint.
 
-    python tools/export_compressed.py CONFIG CHECKPOINT OUT
+    python tools/deployment/export_compressed.py CONFIG CHECKPOINT OUT
         [--cfg-options k=v ...] [--drop teacher ...]
 
 Builds CONFIG's model, loads CHECKPOINT strictly, folds every compactor into

@@ -1,6 +1,6 @@
 """Draw which patches a token reducer merged, over the input image.
 
-    python tools/visualize_merge.py CONFIG IMAGE [--checkpoint CKPT]
+    python tools/analysis_tools/visualize_merge.py CONFIG IMAGE [--checkpoint CKPT]
         [--blocks 2 5 8 11] [--shape H W] [--out merge.png]
         [--cfg-options k=v ...]
 

@@ -1,25 +1,26 @@
 """Speed, FLOPs and params of several models, measured side by side.
 
-    python tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
+    python tools/analysis_tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
         [--device cpu|cuda] [--backbone-only |
         --part model|network|features|backbone]
         [--warmup 3] [--repeats 10] [--amp] [--cuda-graph]
         [--compile [--compile-mode M] | --onnx] [--bound] [--out-dir DIR]
+        [--name STEM]
 
 An ENTRY is a config, optionally with overrides joined by '@', values as in
 --cfg-options:
 
     R=model.backbone.token_reducer  # dotted keys create it in a dense config
     ATME="@$R.type=ATME@$R.schedule=deit-s"
-    python tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \\
+    python tools/analysis_tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \\
         configs/upernet/upernet_cait_s_ade20k.py \\
         "configs/upernet/upernet_deit_s_ade20k.py$ATME" --shape 512 512
 
 At equal FLOPs, one dense config and a row per token reducer, each set for
 a fraction of the dense block FLOPs (ATME's schedule, ToMe's r, TPS's and
-EViT's keep ratio):
+EViT's keep ratio), after any other entries given:
 
-    python tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \
+    python tools/analysis_tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \
         --flops-target 0.5 --reducers ATME TPS ToMe EViT --part backbone
 
 With --compile every entry is run through torch.compile (compiled rows
@@ -69,6 +70,7 @@ def parse_args():
                         help='torch.compile every entry (static shapes)')
     parser.add_argument('--compile-mode',
                         help="default: 'reduce-overhead' on CUDA")
+    parser.add_argument('--compile-backend', default='inductor')
     parser.add_argument('--onnx', action='store_true',
                         help='time ONNX Runtime (CPU) instead of PyTorch')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
@@ -78,8 +80,8 @@ def parse_args():
         'kernels, and the device\'s busy time against the wall time')
     parser.add_argument(
         '--flops-target', type=float,
-        help='with one (dense) config: add a row per --reducers, each set '
-        'for this fraction of the dense block FLOPs at --shape')
+        help='add a row per --reducers, each set for this fraction of the '
+        'block FLOPs of the first entry (a dense config) at --shape')
     parser.add_argument(
         '--reducers', nargs='+', default=['ATME', 'TPS', 'ToMe', 'EViT'],
         help='token reducers for --flops-target')
@@ -89,31 +91,40 @@ def parse_args():
         'at its token counts and reductions that cost nothing: the most its '
         'schedule can give on this machine')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--name', help='file stem of the saved table '
+                        '(default: the date and time)')
     return parser.parse_args()
+
+
+def device_name(device: str) -> str:
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(torch.device(device))
+    import platform
+    return platform.processor() or platform.machine()
 
 
 def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.flops_target is not None:
-        if len(args.entries) != 1:
-            raise ValueError('--flops-target takes one (dense) config')
-        entries = matched_entries(args.entries[0], tuple(args.shape),
-                                  args.flops_target, args.reducers)
-    else:
-        entries = [Entry.parse(spec) for spec in args.entries]
+    entries = [Entry.parse(spec) for spec in args.entries]
     if args.labels:
         if len(args.labels) != len(entries):
             raise ValueError(f'{len(args.labels)} labels for '
                              f'{len(entries)} entries')
         for entry, label in zip(entries, args.labels):
             entry.label = label
+    if args.flops_target is not None:
+        # the first entry is the dense model the reducers are matched on
+        matched = matched_entries(args.entries[0], tuple(args.shape),
+                                  args.flops_target, args.reducers)
+        entries += matched[1:]
     if args.bound:
         entries = bound_entries(entries)
     part = 'backbone' if args.backbone_only else args.part
     shape = tuple(args.shape)
-    compiled = compile_options(args.device, args.compile_mode) \
+    compiled = compile_options(args.device, args.compile_mode,
+                               args.compile_backend) \
         if args.compile else None
     # as tools/test.py runs them: cuDNN autotuning as the configs' env_cfg
     cudnn = runtime_cudnn_benchmark(entries)
@@ -121,9 +132,11 @@ def main():
                         args.warmup, args.repeats, args.amp, args.cuda_graph,
                         compiled, args.onnx, profile=args.profile,
                         cudnn_benchmark=cudnn)
+    mode = ('compiled' if args.compile else 'onnxruntime' if args.onnx else
+            'cuda-graph' if args.cuda_graph else 'eager')
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
-        device=args.device, amp=args.amp, cuda_graph=args.cuda_graph,
+        device=args.device, device_name=device_name(args.device), mode=mode, amp=args.amp, cuda_graph=args.cuda_graph,
         compile=compiled, onnx=args.onnx, cudnn_benchmark=cudnn,
         warmup=args.warmup,
         repeats=args.repeats, threads=torch.get_num_threads(),
@@ -140,7 +153,8 @@ def main():
     table = to_markdown(results, title)
     print(table)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir, time.strftime('%Y%m%d_%H%M%S'))
+    stem = osp.join(args.out_dir,
+                    args.name or time.strftime('%Y%m%d_%H%M%S'))
     with open(stem + '.md', 'w') as f:
         f.write(table)
     with open(stem + '.json', 'w') as f:
@@ -150,7 +164,9 @@ def main():
         report = ''.join(
             f'## {r.name}: {"GPU kernels" if "cuda" in args.device else "ops"}'
             f' busy {r.busy_ms:.2f} ms of a {r.latency_ms:.2f} ms call '
-            f'(median)\n{r.profile}\n' for r in results)
+            f'(median), {r.launches} '
+            f'{"kernels launched" if "cuda" in args.device else "ops run"}'
+            f'\n{r.profile}\n' for r in results)
         print(report)
         saved.append(f'{stem}_profile.txt')
         with open(saved[-1], 'w') as f:
