@@ -90,16 +90,6 @@ def test_backbones(name):
     check(out, case['outputs'], name, rounded=name in ROUNDED)
 
 
-def test_the_deprecated_aliases_build_the_same_model():
-    case = REF['backbone']['cases']['atme_token']
-    with pytest.warns(DeprecationWarning, match='token_reducer'):
-        model = CAITViT(**BACKBONE, **case['settings'])
-    fill_weights(model)
-    with torch.no_grad():
-        check(model.eval()(REF['backbone']['inputs']), case['outputs'],
-              rounded=True)
-
-
 def test_cdcp_masked_and_exported(tmp_path):
     cases = REF['backbone']['cases']
     x = REF['backbone']['inputs']
@@ -113,20 +103,13 @@ def test_cdcp_masked_and_exported(tmp_path):
               True)
 
 
-def test_a_format_1_checkpoint_rebuilds_the_exported_model():
-    """A file written by the reference commit: its spec and weights are
-    read as they were written."""
+def test_a_format_1_checkpoint_is_refused_with_the_formats_read():
+    """Format 1 (before the spec) is no longer read: its file fails at
+    build time, naming the file and the formats this version reads."""
     path = osp.join(HERE, 'compressed_format1.pth')
-    model = CAITViT(img_size=64, out_indices=(1, 3), compressed=path)
-    assert model.arch_settings == BACKBONE['arch']
-    assert model.token_reducer.config() == dict(
-        type='ATME', schedule=[[1, 'h', 0.5], [2, 'v', 0.5]],
-        granularity='token')
-    model.init_weights()
-    with torch.no_grad():
-        check(model.eval()(REF['backbone']['inputs']),
-              REF['backbone']['cases']['cdcp_exported']['outputs'],
-              rounded=True)
+    with pytest.raises(ValueError, match=r'compressed_format1\.pth.*format '
+                       r'1; this version reads formats \(2,\)'):
+        CAITViT(img_size=64, out_indices=(1, 3), compressed=path)
 
 
 def _task_model(scope, case):

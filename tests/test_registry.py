@@ -15,6 +15,17 @@ def test_import_does_not_pull_in_task_packages():
     assert out.strip() == '[]'
 
 
+def test_every_token_reducer_is_registered_by_the_core_alone():
+    """A config's ``token_reducer.type`` resolves without importing the
+    analysis or model packages first."""
+    code = ('import cait_mm.core as core; '
+            'print(sorted(core.TOKEN_REDUCERS))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == ("['ATME', 'EViT', 'TPS', 'ToMe', "
+                           "'TokenCountBound']")
+
+
 @pytest.mark.parametrize('scope', ['mmseg', 'mmdet'])
 def test_backbone_resolves_from_task_scopes(scope):
     from mmengine.registry import DefaultScope, init_default_scope

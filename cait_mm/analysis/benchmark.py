@@ -8,20 +8,20 @@ import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import torch
 from mmengine.config import Config, DictAction
 from torch import nn
 
-from cait_mm.core import TOKEN_REDUCERS
+from cait_mm.core import match_flops
 from cait_mm.core.spec import parse_arch
 from cait_mm.core.token_reducer import saved_config
 from cait_mm.engine.compile import COMPILED_PARTS, compile_parts
 from .complexity import count_flops_by_module, count_params
 from .model_from_config import build_model
 from .op_count import count_ops
-from .token_bound import TokenCountBound  # noqa: F401 (registers it)
 
 PARTS = ('model', 'network', 'features', 'backbone')
 
@@ -62,13 +62,14 @@ class Entry:
 
 
 def matched_entries(config: str, shape: Tuple[int, int], target: float,
-                    reducers: Sequence[str]) -> List[Entry]:
+                    reducers: Sequence[str],
+                    settings: Optional[Mapping[str, Dict]] = None
+                    ) -> List[Entry]:
     """``config`` (dense) and, per token reducer, ``config`` with that
     reducer set for ``target`` block FLOPs (a fraction of the dense
-    backbone's) at ``shape``: rows compared at equal FLOPs.
-
-    Each reducer tunes its own knob (``TokenReducer.for_flops``): ATME its
-    schedule, ToMe ``r``, TPS and EViT their keep ratio.
+    backbone's) at ``shape``: rows compared at equal FLOPs
+    (:func:`~cait_mm.core.match_flops`; ``settings``: per reducer type,
+    more arguments of its ``for_flops``).
     """
     from mmengine.config import Config
     backbone = Config.fromfile(config).model.backbone
@@ -76,28 +77,19 @@ def matched_entries(config: str, shape: Tuple[int, int], target: float,
     patch = backbone.get('patch_size') or 16
     grid = tuple(-(-n // patch) for n in shape)
     entries = [Entry(config, label='dense')]
-    for kind in reducers:
-        if kind not in TOKEN_REDUCERS:
-            raise ValueError(f'Unknown token reducer "{kind}"; known: '
-                             f'{sorted(TOKEN_REDUCERS)}')
-        cfg = TOKEN_REDUCERS[kind].for_flops(
-            target, grid, arch['num_layers'], arch['embed_dims'],
-            arch['mlp_ratio'])
-        reducer = TOKEN_REDUCERS[kind](
-            num_layers=arch['num_layers'], embed_dims=arch['embed_dims'],
-            **{k: v for k, v in cfg.items() if k != 'type'})
-        fraction = reducer.flops_fraction(grid, arch['mlp_ratio'])
+    for match in match_flops(target, grid, arch, reducers, settings):
+        cfg = match.config
         if isinstance(backbone.get('token_reducer'), dict):
             cfg = dict(_delete_=True, **cfg)  # replace it, not merge into it
         entries.append(Entry(
             config, {'model.backbone.token_reducer': cfg},
-            label=f'{kind} @ {fraction:.3f} block FLOPs'))
+            label=f'{match.kind} @ {match.fraction:.3f} block FLOPs'))
     return entries
 
 
 def bound_entries(entries: Sequence[Entry]) -> List[Entry]:
     """``entries``, each one with a token reducer followed by its bound:
-    the same model with :class:`~.token_bound.TokenCountBound` in place of
+    the same model with :class:`~cait_mm.core.TokenCountBound` in place of
     the reducer (the blocks at the reducer's token counts, reductions that
     cost nothing), labelled ``'<name> bound'``.
 

@@ -6,8 +6,10 @@ from .compactor import ChannelGroup
 from .evit import EViT
 from .flops_budget import block_flops_fraction
 from .padding import content_cells, content_mask, scale_cells
-from .spec import CompressionSpec, reducer_config
-from .token_reducer import (TOKEN_REDUCERS, TokenReducer, build_token_reducer,
+from .spec import CompressionSpec
+from .token_bound import TokenCountBound
+from .token_reducer import (TOKEN_REDUCERS, FlopsMatch, TokenReducer,
+                            build_token_reducer, match_flops,
                             register_token_reducer)
 from .token_state import TokenState
 from .tome import ToMe
@@ -17,12 +19,12 @@ from .vit_layers import (Attention, AttentionInfo, Block, Mlp,
 
 __all__ = [
     'ATME', 'Attention', 'AttentionInfo', 'Block', 'ChannelGroup',
-    'CompressionSpec', 'EViT', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS',
-    'TPS', 'ToMe', 'TokenReducer', 'TokenState', 'attention_dtype',
+    'CompressionSpec', 'EViT', 'FlopsMatch', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS',
+    'TPS', 'ToMe', 'TokenCountBound', 'TokenReducer', 'TokenState', 'attention_dtype',
     'block_flops_fraction',
     'block_widths', 'build_token_reducer',
     'channel_groups', 'check_channel_groups', 'compact_block',
-    'content_cells', 'content_mask', 'parse_channel_prune', 'ramp_ratio',
-    'reducer_config', 'register_token_reducer', 'scale_cells',
+    'content_cells', 'content_mask', 'match_flops', 'parse_channel_prune', 'ramp_ratio',
+    'register_token_reducer', 'scale_cells',
     'squeeze_tokens'
 ]

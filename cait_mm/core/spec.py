@@ -8,7 +8,6 @@ compressed checkpoint's metadata (:meth:`to_dict` / :meth:`from_dict`), and
 checked here only: a config that asks for something a compressed checkpoint
 does not hold fails with exactly the settings that conflict.
 """
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -93,31 +92,6 @@ def parse_widths(channel_widths: Union[None, Dict, Sequence[Dict]],
                 f'unpruned {dense}')
         parsed.append({k: entry[k] for k in WIDTH_KEYS})
     return tuple(parsed)
-
-
-def reducer_config(token_reducer: Optional[Dict] = None,
-                   token_merge: Optional[Dict] = None,
-                   token_prune: Optional[Dict] = None) -> Optional[Dict]:
-    """The one token-reducer config from the slot and its deprecated
-    aliases (``token_merge=X`` is ``token_reducer=dict(type='ATME', **X)``,
-    ``token_prune=X`` is ``dict(type='TPS', **X)``)."""
-    given = [name for name, value in (('token_reducer', token_reducer),
-                                      ('token_merge', token_merge),
-                                      ('token_prune', token_prune))
-             if value is not None]
-    if len(given) > 1:
-        raise ValueError(f'Set one token reducer, got {" and ".join(given)}'
-                         "; e.g. token_reducer=dict(type='ATME', "
-                         "schedule='deit-s')")
-    for name, value, kind in (('token_merge', token_merge, 'ATME'),
-                              ('token_prune', token_prune, 'TPS')):
-        if value is not None:
-            warnings.warn(
-                f'{name}=dict(...) is deprecated and will be removed in the '
-                f"next release: use token_reducer=dict(type='{kind}', ...)",
-                DeprecationWarning, stacklevel=3)
-            return dict(type=kind, **value)
-    return None if token_reducer is None else dict(token_reducer)
 
 
 @dataclass(frozen=True)

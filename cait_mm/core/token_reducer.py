@@ -8,7 +8,9 @@ whether it needs the class token, what losses it adds, how to rebuild it)
 and never looks at its class, so a new reducer is one registered class.
 """
 import math
-from typing import Dict, List, Optional, Set, Tuple, Type
+from dataclasses import dataclass
+from typing import (Dict, List, Mapping, Optional, Sequence, Set, Tuple,
+                    Type)
 
 import torch
 from torch import Tensor, nn
@@ -242,3 +244,46 @@ def saved_config(cfg: Dict) -> Dict:
     cls = TOKEN_REDUCERS.get(cfg.get('type'))
     skip = cls.runtime_options if cls is not None else ()
     return {k: v for k, v in cfg.items() if k not in skip}
+
+
+@dataclass(frozen=True)
+class FlopsMatch:
+    """One reducer set for a block-FLOPs target: its config (ready for
+    ``model.backbone.token_reducer``), the block FLOPs it reaches (a
+    fraction of the dense ViT's) and its patch tokens after each block."""
+    kind: str
+    config: Dict
+    fraction: float
+    token_counts: List[int]
+
+
+def match_flops(target: float, grid: Tuple[int, int], arch: Mapping,
+                reducers: Sequence[str],
+                settings: Optional[Mapping[str, Dict]] = None
+                ) -> List[FlopsMatch]:
+    """Each of ``reducers`` set for ``target`` block FLOPs on a ``grid``
+    input: the one place where equal-FLOPs rows are chosen (the
+    ``match_flops`` and ``benchmark --flops-target`` tools call it).
+
+    Args:
+        target: Fraction of the dense ViT's block FLOPs, in (0, 1).
+        grid: ``(H0, W0)`` patches.
+        arch: ``num_layers``, ``embed_dims`` and ``mlp_ratio``.
+        reducers: Registered reducer types, e.g. ``['ATME', 'ToMe']``.
+        settings: Per reducer type, more arguments of its ``for_flops``
+            (e.g. ``{'ATME': dict(max_points=2)}``).
+    """
+    matches = []
+    for kind in reducers:
+        if kind not in TOKEN_REDUCERS:
+            raise ValueError(f'Unknown token reducer "{kind}"; known: '
+                             f'{sorted(TOKEN_REDUCERS)}')
+        cfg = TOKEN_REDUCERS[kind].for_flops(
+            target, grid, arch['num_layers'], arch['embed_dims'],
+            arch['mlp_ratio'], **(settings or {}).get(kind, {}))
+        reducer = build_token_reducer(cfg, arch['num_layers'],
+                                      arch['embed_dims'])
+        matches.append(FlopsMatch(
+            kind, cfg, reducer.flops_fraction(grid, arch['mlp_ratio']),
+            reducer.token_counts(grid)))
+    return matches

@@ -3,7 +3,7 @@ built from a config, checked against a compressed checkpoint's, and
 serialised for its metadata."""
 import pytest
 
-from cait_mm.core import CompressionSpec, reducer_config
+from cait_mm.core import CompressionSpec
 from cait_mm.core.spec import ARCHS, parse_widths
 
 TINY = dict(embed_dims=32, num_layers=4, num_heads=2, mlp_ratio=2.)
@@ -110,16 +110,3 @@ def test_widths_from_ratios_and_lists():
         parse_widths([{}] * 3, TINY)
     with pytest.raises(ValueError, match=r'channel_widths\[0\]'):
         parse_widths([dict(qk_dim=17, v_dim=8, mlp_hidden=8)] * 4, TINY)
-
-
-def test_deprecated_aliases_fill_the_one_slot():
-    assert reducer_config() is None
-    assert reducer_config(dict(type='TPS')) == dict(type='TPS')
-    with pytest.warns(DeprecationWarning, match="type='ATME'"):
-        assert reducer_config(token_merge=dict(schedule='deit-s')) == dict(
-            type='ATME', schedule='deit-s')
-    with pytest.warns(DeprecationWarning, match="type='TPS'"):
-        assert reducer_config(token_prune=dict(keep_ratio=0.5)) == dict(
-            type='TPS', keep_ratio=0.5)
-    with pytest.raises(ValueError, match='got token_reducer and token_merge'):
-        reducer_config(dict(type='TPS'), token_merge=dict(schedule='deit-s'))

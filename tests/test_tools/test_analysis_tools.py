@@ -1,5 +1,5 @@
-"""tools/analysis_tools/benchmark.py, tools/analysis_tools/visualize_merge.py, tools/analysis_tools/atme_schedule.py,
-tools/analysis_tools/match_flops.py."""
+"""tools/analysis_tools: benchmark.py, visualize_merge.py, atme_schedule.py,
+match_flops.py."""
 import json
 import os.path as osp
 
@@ -20,7 +20,7 @@ def test_benchmark_measures_entries_side_by_side(tmp_path):
     proc = run_tool([
         'tools/analysis_tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--shape',
         '64', '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
-        '--backbone-only', '--profile', '--out-dir',
+        '--part', 'backbone', '--profile', '--out-dir',
         str(tmp_path)
     ])
     assert '| speed-up |' in proc.stdout
@@ -34,9 +34,11 @@ def test_benchmark_measures_entries_side_by_side(tmp_path):
     assert merged['name'].endswith("schedule=[(0, 'h', 0.5), (1, 'v', 0.5)]")
     assert all(r['images_per_s'] > 0 for r in result['results'])
     # header, separator and one row per entry; then the profiled calls'
+    # caption and table
     tables = next(tmp_path.glob('*.md')).read_text().split('\n\n')
     assert tables[1].count('\n| ') == 3
-    assert '| busy (ms) |' in tables[2] and tables[3].count('\n| ') == 3
+    assert tables[2].startswith('Profiled call')
+    assert '| busy (ms) |' in tables[3] and tables[3].count('\n| ') == 3
     # --profile: where one call of each row spent its time, and how much
     # it ran (every op of the dense forward, fewer after merging)
     report = next(tmp_path.glob('*_profile.txt')).read_text()
@@ -95,23 +97,27 @@ def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
     assert edges[:, :64].sum() > edges[:, 64:128].sum() > 0
 
 
-def test_atme_schedule_picks_a_schedule_for_a_flops_target():
+def test_atme_schedule_shows_what_a_schedule_does_to_the_grid():
     proc = run_tool([
-        'tools/analysis_tools/atme_schedule.py', '--arch', 'deit-s', '--shape', '512', '512',
-        '--target', '0.5'
+        'tools/analysis_tools/atme_schedule.py', '--arch', 'deit-t',
+        '--shape', '512', '512', '--schedule', '[(3,h,0.75),(4,v,0.75)]'
     ])
-    assert 'schedule=[' in proc.stdout
+    assert "schedule=[(3, 'h', 0.75), (4, 'v', 0.75)]" in proc.stdout
     fraction = float(proc.stdout.split('block FLOPs: ')[1].split()[0])
-    assert 0.48 <= fraction <= 0.5
+    assert fraction == pytest.approx(0.521, abs=1e-3)
+    assert '3:32x32, 4:32x20, 5:20x20' in proc.stdout
 
 
-def test_atme_schedule_caps_the_reduction_points():
+def test_match_flops_caps_atme_reduction_points():
     proc = run_tool([
-        'tools/analysis_tools/atme_schedule.py', '--arch', 'deit-s', '--shape', '512', '512',
-        '--target', '0.5', '--max-points', '2'
+        'tools/analysis_tools/match_flops.py', '--arch', 'deit-s',
+        '--shape', '512', '512', '--target', '0.5', '--reducers', 'ATME',
+        '--max-points', '2'
     ])
-    schedule = proc.stdout.split('schedule=')[1].splitlines()[0]
-    assert schedule == "[(3, 'h', 0.875), (4, 'v', 0.875)]"
+    assert ("ATME: token_reducer={'type': 'ATME', 'schedule': "
+            "[[3, 'h', 0.875], [4, 'v', 0.875]]}") in proc.stdout
+    fraction = float(proc.stdout.split('block FLOPs ')[1].split(';')[0])
+    assert 0.48 <= fraction <= 0.5
 
 
 def test_match_flops_prints_every_reducer_at_the_target():

@@ -1,21 +1,22 @@
-"""Pick an ATME schedule for a FLOPs budget, or inspect one.
+"""What an ATME schedule does to the token grid.
 
-    python tools/analysis_tools/atme_schedule.py --arch deit-s --shape 512 512 --target 0.5
-    python tools/analysis_tools/atme_schedule.py --arch deit-s --target 0.5 --max-points 2
-    python tools/analysis_tools/atme_schedule.py --arch deit-s --shape 224 224 \\
-        --schedule deit-s
+    python tools/analysis_tools/atme_schedule.py --arch deit-s \\
+        --shape 224 224 --schedule deit-s
+    python tools/analysis_tools/atme_schedule.py --arch deit-t \\
+        --schedule "[(3,h,0.75),(4,v,0.75)]"
 
 Prints the schedule (ready for ``token_reducer=dict(type='ATME',
 schedule=...)``), its block FLOPs as a fraction of the dense model's
 (analytic count, see ``cait_mm.core.atme_schedules.schedule_flops``) and the
-token grid entering each block.
+token grid entering each block. For a schedule that meets a FLOPs budget:
+``tools/analysis_tools/match_flops.py --reducers ATME --target 0.5``.
 """
 import argparse
 
 from mmengine.config import DictAction
 
 from cait_mm.core.atme_schedules import (grid_shapes, parse_schedule,
-                                         schedule_flops, schedule_for_flops)
+                                         schedule_flops)
 from cait_mm.core.spec import ARCHS
 
 
@@ -26,14 +27,8 @@ def parse_args():
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512),
                         metavar=('H', 'W'))
     parser.add_argument('--patch-size', type=int, default=16)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument('--target', type=float,
-                       help='FLOPs fraction of the dense blocks to reach')
-    group.add_argument('--schedule',
-                       help='a preset name or a list like "[(3,h,0.5)]"')
-    parser.add_argument('--max-points', type=int,
-                        help='with --target: at most this many merging '
-                        'blocks (2 suits GPUs: each one costs launches)')
+    parser.add_argument('--schedule', required=True,
+                        help='a preset name or a list like "[(3,h,0.5)]"')
     return parser.parse_args()
 
 
@@ -42,11 +37,7 @@ def main():
     arch = ARCHS[args.arch]
     grid = tuple(-(-s // args.patch_size) for s in args.shape)
     dims, layers = arch['embed_dims'], arch['num_layers']
-    if args.target is not None:
-        schedule = schedule_for_flops(args.target, grid, dims, layers,
-                                      arch['mlp_ratio'], args.max_points)
-    else:
-        schedule = DictAction._parse_iterable(args.schedule)
+    schedule = DictAction._parse_iterable(args.schedule)
     steps = parse_schedule(schedule, layers)
     fraction = schedule_flops(schedule, grid, dims, layers, arch['mlp_ratio'])
     entries = [(b, d, r) for b, (d, r) in sorted(steps.items())]

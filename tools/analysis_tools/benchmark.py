@@ -1,8 +1,8 @@
 """Speed, FLOPs and params of several models, measured side by side.
 
-    python tools/analysis_tools/benchmark.py ENTRY [ENTRY ...] [--shape H W] [--batch-size N]
-        [--device cpu|cuda] [--backbone-only |
-        --part model|network|features|backbone]
+    python tools/analysis_tools/benchmark.py ENTRY [ENTRY ...]
+        [--shape H W] [--batch-size N] [--device cpu|cuda]
+        [--part model|network|features|backbone]
         [--warmup 3] [--repeats 10] [--amp] [--cuda-graph]
         [--compile [--compile-mode M] | --onnx] [--bound] [--out-dir DIR]
         [--name STEM]
@@ -29,7 +29,7 @@ with --onnx every entry's part is exported to ONNX and timed in ONNX
 Runtime (CPU; parts backbone, features and network).
 With --bound each entry with a token reducer is followed by its bound, the
 same blocks at the reducer's token counts with reductions that cost nothing
-(cait_mm.analysis.TokenCountBound): how much of a gap to the FLOPs ratio is
+(cait_mm.core.TokenCountBound): how much of a gap to the FLOPs ratio is
 the reducer's bookkeeping and how much the machine's.
 All entries run in one process on the same random input; ratios are to the
 first entry. Results are printed and saved as Markdown and JSON.
@@ -58,8 +58,6 @@ def parse_args():
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--part', choices=PARTS, default='model')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='same as --part backbone')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--amp', action='store_true',
@@ -121,7 +119,7 @@ def main():
         entries += matched[1:]
     if args.bound:
         entries = bound_entries(entries)
-    part = 'backbone' if args.backbone_only else args.part
+    part = args.part
     shape = tuple(args.shape)
     compiled = compile_options(args.device, args.compile_mode,
                                args.compile_backend) \

@@ -1,18 +1,21 @@
 """Token reducers at equal FLOPs: each one's setting for a block-FLOPs target.
 
     python tools/analysis_tools/match_flops.py --target 0.5 [--arch deit-s]
-        [--shape 512 512] [--reducers ATME TPS ToMe EViT]
+        [--shape 512 512] [--reducers ATME TPS ToMe EViT] [--max-points 2]
 
 For every reducer, the config (ready for ``model.backbone.token_reducer``)
 whose analytic block FLOPs are the closest to TARGET, a fraction of the
 dense ViT's (ATME: at most the target; the others: within a few tenths of a
 percent), and the patch tokens after each block. Each reducer tunes one
-knob: ATME its schedule, ToMe ``r``, TPS and EViT their keep ratio.
-``tools/analysis_tools/benchmark.py CONFIG --flops-target TARGET`` times the same rows.
+knob: ATME its schedule (``--max-points`` caps its merging blocks), ToMe
+``r``, TPS and EViT their keep ratio. ``tools/analysis_tools/benchmark.py
+CONFIG --flops-target TARGET`` times the same rows;
+``tools/analysis_tools/atme_schedule.py --schedule S`` shows what an ATME
+schedule does to the token grid.
 """
 import argparse
 
-from cait_mm.core import TOKEN_REDUCERS, build_token_reducer
+from cait_mm.core import TOKEN_REDUCERS, match_flops
 from cait_mm.core.spec import ARCHS
 
 
@@ -27,25 +30,23 @@ def parse_args():
     parser.add_argument('--reducers', nargs='+',
                         default=['ATME', 'TPS', 'ToMe', 'EViT'],
                         choices=sorted(TOKEN_REDUCERS))
+    parser.add_argument('--max-points', type=int,
+                        help='ATME: at most this many merging blocks (2 '
+                        'suits GPUs: each merge costs kernel launches)')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    arch = ARCHS[args.arch]
     grid = tuple(-(-s // args.patch_size) for s in args.shape)
-    dims, layers, ratio = (arch['embed_dims'], arch['num_layers'],
-                           arch['mlp_ratio'])
     print(f'{args.arch}, {grid[0]}x{grid[1]} patches, target {args.target} '
           'of the dense block FLOPs')
-    for kind in args.reducers:
-        cfg = TOKEN_REDUCERS[kind].for_flops(args.target, grid, layers, dims,
-                                             ratio)
-        reducer = build_token_reducer(cfg, layers, dims)
-        print(f'\n{kind}: token_reducer={cfg}')
-        print(f'  block FLOPs {reducer.flops_fraction(grid, ratio):.4f}; '
-              'patch tokens after each block: '
-              f'{reducer.token_counts(grid)}')
+    settings = {'ATME': dict(max_points=args.max_points)}
+    for match in match_flops(args.target, grid, ARCHS[args.arch],
+                             args.reducers, settings):
+        print(f'\n{match.kind}: token_reducer={match.config}')
+        print(f'  block FLOPs {match.fraction:.4f}; patch tokens after '
+              f'each block: {match.token_counts}')
 
 
 if __name__ == '__main__':

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from cait_mm.core import (Block, CompressionSpec, TokenState,
                           attention_dtype, block_widths, channel_groups,
-                          compact_block, content_cells, parse_channel_prune,
-                          reducer_config)
+                          compact_block, content_cells, parse_channel_prune)
 from cait_mm.registry import MODELS
 from .compressed_checkpoint import CompressedCheckpoint, load_vit_checkpoint
 from .vit_checkpoint import resize_pos_embed
@@ -93,10 +92,6 @@ class CAITViT(BaseModule):
         init_cfg (dict | list, optional): MMEngine initialisation config.
             ``type='Pretrained'`` accepts official DeiT/timm files and
             OpenMMLab checkpoints (with ``prefix='backbone.'``).
-        token_merge (dict, optional): Deprecated alias of
-            ``token_reducer=dict(type='ATME', ...)``.
-        token_prune (dict, optional): Deprecated alias of
-            ``token_reducer=dict(type='TPS', ...)``.
     """
     num_prefix_tokens = 1  # rows of pos_embed before the patches
     OUT_TYPES = ('featmap', 'cls_token')
@@ -124,9 +119,7 @@ class CAITViT(BaseModule):
                  channel_widths: Union[None, Dict, Sequence[Dict]] = None,
                  compressed: Optional[str] = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[Dict, list]] = None,
-                 token_merge: Optional[Dict] = None,
-                 token_prune: Optional[Dict] = None):
+                 init_cfg: Optional[Union[Dict, list]] = None):
         if sum(x is not None
                for x in (pretrained, init_cfg, compressed)) > 1:
             raise ValueError('Set one of `compressed`, `pretrained` and '
@@ -135,8 +128,7 @@ class CAITViT(BaseModule):
             CompressedCheckpoint.read(compressed)
         spec = CompressionSpec.from_config(
             arch=arch, channel_widths=channel_widths,
-            token_reducer=reducer_config(token_reducer, token_merge,
-                                         token_prune),
+            token_reducer=token_reducer,
             patch_size=patch_size, qkv_bias=qkv_bias,
             with_cls_token=with_cls_token,
             saved=None if file is None else file.meta.spec)

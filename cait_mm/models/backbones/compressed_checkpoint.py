@@ -19,10 +19,6 @@ holds, in plain Python types, the backbone's
         heads=dict(                  # channel-pruned heads and necks, if any
             decode_head=dict(channel_widths=dict(ppm=[256, ...], ...))))
 
-Format 1 (cait_mm before the spec) kept the same settings in
-``meta['cait_mm']['backbone']``, with the reducer under ``token_merge`` or
-``token_prune``; it is still read.
-
 ``CAITViT(compressed=FILE)`` reads the file once, at build time (the widths
 decide the layer shapes, so they must be known before any weight is
 loaded), and loads the weights it read in ``init_weights``, i.e. in
@@ -44,9 +40,7 @@ from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
 
 META_KEY = 'cait_mm'
 FORMAT = 2
-READS = (1, 2)
-# format 1: meta['cait_mm']['backbone'] keys -> reducer type
-_FORMAT1_REDUCERS = dict(token_merge='ATME', token_prune='TPS')
+READS = (2, )
 
 
 @dataclass(frozen=True)
@@ -77,20 +71,6 @@ def _require(data, keys, source: str) -> None:
                          f'{missing}')
 
 
-def _format1_spec(backbone: Mapping, source: str) -> Dict:
-    _require(backbone, ('arch', 'patch_size', 'qkv_bias', 'with_cls_token',
-                        'channel_widths'), source)
-    reducer = None
-    for key, kind in _FORMAT1_REDUCERS.items():
-        if backbone.get(key) is not None:
-            reducer = dict(type=kind, **backbone[key])
-    return dict(
-        arch=backbone['arch'], patch_size=backbone['patch_size'],
-        qkv_bias=backbone['qkv_bias'],
-        with_cls_token=backbone['with_cls_token'],
-        channel_widths=backbone['channel_widths'], token_reducer=reducer)
-
-
 def compression_meta(checkpoint: Mapping,
                      source: str) -> Optional[CompressionMeta]:
     """The :class:`CompressionMeta` of a loaded checkpoint, or ``None`` for
@@ -108,13 +88,8 @@ def compression_meta(checkpoint: Mapping,
     if version not in READS:
         raise ValueError(f'{source} has cait_mm metadata of format '
                          f'{version!r}; this version reads formats {READS}')
-    if version == 1:
-        _require(info, ('backbone', ), source)
-        spec = _format1_spec(info['backbone'], source)
-        pos_grid = info['backbone'].get('pos_grid')
-    else:
-        _require(info, ('spec', ), source)
-        spec, pos_grid = info['spec'], info.get('pos_grid')
+    _require(info, ('spec', ), source)
+    spec, pos_grid = info['spec'], info.get('pos_grid')
     heads = info.get('heads') or {}
     for name, head in heads.items():
         _require(head, ('channel_widths', ), f'{source} (heads.{name})')

@@ -249,10 +249,6 @@ def test_learned_token_prune_loads_a_dense_deit(timm_deit_s):
 
 
 def test_token_reducers_are_checked_at_build_time():
-    with pytest.raises(ValueError, match='Set one token reducer, got '
-                       'token_reducer and token_prune'):
-        CAITViT(arch=TINY, token_reducer=MERGE,
-                token_prune=dict(blocks=(1, )))
     with pytest.raises(ValueError, match='Unknown token reducer "DiffRate"'):
         CAITViT(arch=TINY, token_reducer=dict(type='DiffRate'))
     with pytest.raises(ValueError, match='needs a type'):

@@ -5,7 +5,8 @@ import os.path as osp
 import pytest
 import torch
 
-from cait_mm.analysis import TokenCountBound, count_flops
+from cait_mm.analysis import count_flops
+from cait_mm.core import TokenCountBound
 from cait_mm.analysis.benchmark import Entry, benchmark, bound_entries
 from cait_mm.analysis.op_count import count_ops
 from cait_mm.core import TokenState

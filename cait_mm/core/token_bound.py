@@ -10,8 +10,8 @@ on a CPU, kernel launches on a GPU); timed against the reducer it is that
 reducer's bookkeeping. Its outputs have the reducer's shapes, not its
 values: a bound, not a model.
 
-Plain PyTorch like the core; registered when :mod:`cait_mm.analysis` is
-imported (``tools/analysis_tools/benchmark.py --bound``).
+Plain PyTorch like the rest of the core, registered with the other
+reducers (``tools/analysis_tools/benchmark.py --bound`` uses it).
 """
 from dataclasses import replace
 from typing import Dict, List, Optional, Set, Tuple
@@ -19,11 +19,11 @@ from typing import Dict, List, Optional, Set, Tuple
 import torch
 from torch import Tensor
 
-from cait_mm.core.batch_rows import shape_cached
-from cait_mm.core.token_reducer import (TokenReducer, build_token_reducer,
+from .batch_rows import shape_cached
+from .token_reducer import (TokenReducer, build_token_reducer,
                                         register_token_reducer, saved_config)
-from cait_mm.core.token_state import TokenState
-from cait_mm.core.vit_layers import AttentionInfo
+from .token_state import TokenState
+from .vit_layers import AttentionInfo
 
 
 @register_token_reducer
