@@ -65,8 +65,8 @@ def test_cait_config_compresses_the_dense_recipe(size):
     deit = f'pretrain/{DEIT_FILES[size]}'
     model = cait.model
     assert model.type == 'cait_mm.DistillImageClassifier'
-    assert model.backbone.token_reducer == dict(
-        type='ATME', schedule=f'deit-{size}', granularity='token')
+    assert model.backbone.token_reducer == dict(type='ATME',
+                                                schedule=f'deit-{size}')
     assert model.backbone.channel_prune == dict(groups=('qk', 'v', 'mlp'))
     assert model.backbone.pretrained == deit
     assert model.head.init_cfg == dict(type='cait_mm.PretrainedHead',

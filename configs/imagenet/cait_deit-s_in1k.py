@@ -6,15 +6,17 @@
 # distillation of the class token's logits). Export the result once
 # (tools/deployment/export_compressed.py) and initialise every dense task from that
 # file (model.backbone.compressed=...).
-_base_ = ['./deit-s_in1k.py', '../_base_/compression/cdcp.py']
+_base_ = [
+    './deit-s_in1k.py', '../_base_/compression/cdcp.py',
+    '../_base_/compression/atme.py'
+]
 
 deit = 'pretrain/deit_small_patch16_224-cd65a155.pth'
 
 model = dict(
     type='cait_mm.DistillImageClassifier',
     backbone=dict(
-        token_reducer=dict(
-            type='ATME', schedule='deit-s', granularity='token'),
+        token_reducer=_base_.atme_deit_s,
         channel_prune=_base_.cdcp_channel_prune,
         pretrained=deit),
     head=dict(

@@ -1,6 +1,6 @@
 # CAIT-S UperNet on the ISBI 2012 membranes:
 # upernet_deit_s_membrane.py with ATME token merging (preset 'deit-s'),
 # nothing else changed.
-_base_ = ['./upernet_deit_s_membrane.py']
+_base_ = ['./upernet_deit_s_membrane.py', '../_base_/compression/atme.py']
 
-model = dict(backbone=dict(token_reducer=dict(type='ATME', schedule='deit-s')))
+model = dict(backbone=dict(token_reducer=_base_.atme_deit_s))

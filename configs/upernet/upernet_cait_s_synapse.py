@@ -4,8 +4,10 @@
 # the ATME schedule is by ratio, so the preset applies unchanged.
 _base_ = [
     '../_base_/models/upernet_caitvit_deit_s.py',
-    'mmseg::_base_/datasets/synapse.py', 'mmseg::_base_/default_runtime.py',
-    '../_base_/schedules/schedule_80k_adamw.py'
+    'mmseg::_base_/datasets/synapse.py',
+    'mmseg::_base_/default_runtime.py',
+    '../_base_/schedules/schedule_80k_adamw.py',
+    '../_base_/compression/atme.py',
 ]
 crop_size = (224, 224)
 data_preprocessor = dict(size=crop_size)
@@ -13,7 +15,6 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         img_size=crop_size,
-        token_reducer=dict(
-            type='ATME', schedule='deit-s', granularity='token')),
+        token_reducer=_base_.atme_deit_s),
     decode_head=dict(num_classes=9),
     auxiliary_head=dict(num_classes=9))

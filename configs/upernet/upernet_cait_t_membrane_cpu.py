@@ -1,5 +1,5 @@
 # CPU recipe on the ISBI 2012 membranes with ATME token merging (preset
 # 'deit-t'): upernet_deit_t_membrane_cpu.py, nothing else changed.
-_base_ = ['./upernet_deit_t_membrane_cpu.py']
+_base_ = ['./upernet_deit_t_membrane_cpu.py', '../_base_/compression/atme.py']
 
-model = dict(backbone=dict(token_reducer=dict(type='ATME', schedule='deit-t')))
+model = dict(backbone=dict(token_reducer=_base_.atme_deit_t))
