@@ -13,6 +13,10 @@ Padded batches (``TokenState.valid_shape``): pairs are only formed inside an
 image's content, ``r`` follows the content's own length, and the extra tokens
 a row must lose to keep the batch a regular grid are taken from its padding.
 So an image's merges do not depend on what it is batched with.
+
+The merges here are index arithmetic over the whole batch, written for
+speed; :mod:`.atme_reference` states the same merge line by line, and the
+tests hold this module and :mod:`.atme_triton` to it.
 """
 from typing import (Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
                     Union)

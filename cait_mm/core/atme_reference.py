@@ -112,14 +112,15 @@ def merge_line(x: Tensor, size: Tensor, merged: Sequence[int],
     """
     tokens, sizes, holder = [], [], []
     for m in range(x.shape[0]):
-        if m % 2 and m // 2 in merged:  # into its even neighbour
+        if m % 2 and m // 2 in merged:  # one way: into its even neighbour
             s = sizes[-1] + size[m]
             tokens[-1] = (sizes[-1] * tokens[-1] + size[m] * x[m]) / s
             sizes[-1] = s
         elif len(tokens) < length:
             tokens.append(x[m])
             sizes.append(size[m])
-        holder.append(len(tokens) - 1)
+        # else padding past the batch's new length: dropped, size and all
+        holder.append(len(tokens) - 1)  # the last kept token up to m
     return torch.stack(tokens), torch.stack(sizes), holder
 
 
@@ -153,10 +154,10 @@ def merge_reference(
 
     Returns:
         tuple: the new tokens ``(B, P + H'*W', C)``, their sizes
-        ``(B, H'*W')`` (x's dtype), the source map ``(B, N0)`` long (``N0 =
-        H*W`` without ``source``) and the padding mask ``(B, H'*W')``
-        (none without ``pad_mask``), where ``(H', W') = (H - R, W)`` if
-        ``vertical`` else ``(H, W - R)``.
+        ``(B, H'*W')`` (``size``'s dtype, else x's), the source map
+        ``(B, N0)`` long (``N0 = H*W`` without ``source``) and the padding
+        mask ``(B, H'*W')`` (none without ``pad_mask``), where
+        ``(H', W') = (H - R, W)`` if ``vertical`` else ``(H, W - R)``.
     """
     B, T, C = x.shape
     H, W = grid
@@ -191,24 +192,20 @@ def merge_reference(
     out, new_size, holder = (torch.stack(t)
                              for t in (out, new_size, holder))
 
-    # back to the grid's order; a holder (line i, position p) is a new
-    # grid index
-    lines = torch.arange(L)[:, None]
-    holder = holder * L + lines if vertical else lines * length + holder
-    if vertical:
-        out, new_size, holder = (out.transpose(1, 2), new_size.transpose(
-            1, 2), holder.transpose(1, 2))
-        cells = [(w, h) for h, w in cells]
+    # the content loses the image's own merges; the rest is padding
+    new_content = torch.stack([
+        (torch.arange(L)[:, None] < lines) & (torch.arange(length) < n - r)
+        for (lines, n), r in zip(cells, counts)
+    ])
+    # a holder (line i, position p) as an index into the new grid
+    i = torch.arange(L)[:, None]
+    holder = holder * L + i if vertical else i * length + holder
+    if vertical:  # lines back to columns
+        out, new_size, holder, new_content = (
+            t.transpose(1, 2) for t in (out, new_size, holder, new_content))
     holder = holder.reshape(B, H * W).to(x.device)
     source = holder if source is None else holder.gather(1, source)
-    new_shape = out.shape[1:3]
-    new_pad = None
-    if pad_mask is not None:
-        rows = torch.arange(new_shape[0])[:, None]
-        cols = torch.arange(new_shape[1])
-        new_pad = torch.stack([
-            ~((rows < h - r * vertical) & (cols < w - r * (not vertical)))
-            for (h, w), r in zip(cells, counts)
-        ]).flatten(1).to(x.device)
+    new_pad = None if pad_mask is None else ~new_content.reshape(B, -1).to(
+        x.device)
     tokens = torch.cat([x[:, :num_prefix], out.reshape(B, -1, C)], 1)
     return tokens, new_size.reshape(B, -1), source, new_pad
