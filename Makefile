@@ -1,7 +1,9 @@
 # Two commands do everything on a fresh machine (Python 3.11, no GPU):
 #   make demo   generate the demo data, train UperNet DeiT-T on it (CPU,
 #               about 10 minutes on 2 cores), evaluate it with tools/test.py
-#   make test   run the test suite
+#   make test   run the test suite, operator budgets included
+#               (PYTEST_ARGS='-m "not op_budget"' leaves those out,
+#               PYTEST_ARGS='-m op_budget' runs only them)
 # Both create $(VENV) first when it is missing; VENV=/path/to/env uses another.
 VENV ?= .venv
 PY := $(VENV)/bin/python

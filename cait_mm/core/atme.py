@@ -13,6 +13,10 @@ Padded batches (``TokenState.valid_shape``): pairs are only formed inside an
 image's content, ``r`` follows the content's own length, and the extra tokens
 a row must lose to keep the batch a regular grid are taken from its padding.
 So an image's merges do not depend on what it is batched with.
+
+The merges here are index arithmetic over the whole batch, written for
+speed; :mod:`.atme_reference` states the same merge line by line, and the
+tests hold this module and :mod:`.atme_triton` to it.
 """
 from typing import (Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
                     Union)
@@ -30,6 +34,17 @@ from .vit_layers import AttentionInfo
 
 GRANULARITIES = ('token', 'line')
 KERNELS = ('torch', 'triton')
+
+
+def _fp32_keys(keys: Tensor) -> Tensor:
+    """Half-precision keys (autocast) in fp32, others as they are: a
+    similarity computed in fp16 or bf16 rounds to a few hundred values, so
+    the merge paths, which sum in different orders, would rank pairs
+    differently (an image would merge otherwise alone than in a padded
+    batch); the Triton kernels accumulate in fp32 too."""
+    if keys.dtype in (torch.float16, torch.bfloat16):
+        return keys.float()
+    return keys
 
 
 def pair_similarity(keys: Tensor, num_prefix: int, grid: Tuple[int, int],
@@ -52,7 +67,7 @@ def pair_similarity(keys: Tensor, num_prefix: int, grid: Tuple[int, int],
     B, h, _, d = keys.shape
     H, W = grid
     # dot products and norms of the raw keys: no normalised copy of them
-    k = keys[:, :, num_prefix:].reshape(B, h, H, W, d)
+    k = _fp32_keys(keys[:, :, num_prefix:].reshape(B, h, H, W, d))
     norm = k.norm(dim=-1).clamp_min(1e-6)  # (B, h, H, W)
     if vertical:
         P = H // 2
@@ -228,7 +243,7 @@ def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
 
     # cosine similarity of each pair's keys; summed, not averaged, over
     # heads: only its order matters
-    k = keys[:, :, num_prefix:].unflatten(2, (H, W))
+    k = _fp32_keys(keys[:, :, num_prefix:].unflatten(2, (H, W)))
     k_even, k_odd = halves(k / k.norm(dim=-1, keepdim=True).clamp_min(1e-6),
                            dim + 1)
     sim = (k_even * k_odd).sum((1, 4))  # (B, H/2, W) or (B, H, W/2)

@@ -5,6 +5,10 @@ deterministic for given shapes, so they are asserted where a time never
 could be. The setting of docs/benchmarks.md: a 12-block ViT at 224x224
 (14x14 patches), batch 2, UperNet's ``out_indices``. Widths do not change
 the counts, so the ViT is narrow.
+
+All of them carry the ``op_budget`` marker (setup.cfg): ``make test`` runs
+them; ``-m "not op_budget"`` leaves them out, ``-m op_budget`` runs only
+them.
 """
 import pytest
 import torch
@@ -25,6 +29,8 @@ MERGE_KERNELS = dict(token=(19, 22), line=(22, 23))
 TPS_OPS = 50
 TOME_OPS = 50  # the peer, for a fair comparison (was 67)
 FORWARD_RATIO = 2.0
+
+pytestmark = pytest.mark.op_budget
 
 
 def _model(reducer):
