@@ -7,7 +7,6 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from cait_mm.models import CAITViT
-
 from .conftest import REPO, without_scope
 
 

@@ -12,8 +12,8 @@ for mmpretrain (ImageNet classification), a ``.pkl`` of the predictions
 (scores and labels per image) and painted images.
 The checkpoint is loaded strictly: one that does not fit the config fails,
 listing the missing and unexpected keys. An exported compressed checkpoint
-(``tools/deployment/export_compressed.py``) is evaluated with its training config: the
-backbone is built from the file's metadata. ``--compile`` runs the
+(``tools/deployment/export_compressed.py``) is evaluated with its training
+config: the backbone is built from the file's metadata. ``--compile`` runs the
 backbone, neck and decode head through ``torch.compile``
 (``cait_mm.engine.compile``); heads with proposals and post-processing stay
 eager. The scores come with the run's speed, ``images_per_s`` after

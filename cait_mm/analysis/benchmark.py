@@ -8,8 +8,7 @@ import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
-                    Tuple)
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction

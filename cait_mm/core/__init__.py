@@ -14,17 +14,16 @@ from .token_reducer import (TOKEN_REDUCERS, FlopsMatch, TokenReducer,
 from .token_state import TokenState
 from .tome import ToMe
 from .tps import TPS, KeepScorePredictor, squeeze_tokens
-from .vit_layers import (Attention, AttentionInfo, Block, Mlp,
-                         attention_dtype, check_channel_groups)
+from .vit_layers import (Attention, AttentionInfo, Block, Mlp, attention_dtype,
+                         check_channel_groups)
 
 __all__ = [
     'ATME', 'Attention', 'AttentionInfo', 'Block', 'ChannelGroup',
-    'CompressionSpec', 'EViT', 'FlopsMatch', 'KeepScorePredictor', 'Mlp', 'TOKEN_REDUCERS',
-    'TPS', 'ToMe', 'TokenCountBound', 'TokenReducer', 'TokenState', 'attention_dtype',
-    'block_flops_fraction',
-    'block_widths', 'build_token_reducer',
-    'channel_groups', 'check_channel_groups', 'compact_block',
-    'content_cells', 'content_mask', 'match_flops', 'parse_channel_prune', 'ramp_ratio',
-    'register_token_reducer', 'scale_cells',
-    'squeeze_tokens'
+    'CompressionSpec', 'EViT', 'FlopsMatch', 'KeepScorePredictor', 'Mlp',
+    'TOKEN_REDUCERS', 'TPS', 'ToMe', 'TokenCountBound', 'TokenReducer',
+    'TokenState', 'attention_dtype', 'block_flops_fraction',
+    'block_widths', 'build_token_reducer', 'channel_groups',
+    'check_channel_groups', 'compact_block', 'content_cells',
+    'content_mask', 'match_flops', 'parse_channel_prune', 'ramp_ratio',
+    'register_token_reducer', 'scale_cells', 'squeeze_tokens'
 ]

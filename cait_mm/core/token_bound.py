@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .batch_rows import shape_cached
 from .token_reducer import (TokenReducer, build_token_reducer,
-                                        register_token_reducer, saved_config)
+                            register_token_reducer, saved_config)
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 

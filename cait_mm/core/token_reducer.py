@@ -9,8 +9,7 @@ and never looks at its class, so a new reducer is one registered class.
 """
 import math
 from dataclasses import dataclass
-from typing import (Dict, List, Mapping, Optional, Sequence, Set, Tuple,
-                    Type)
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type
 
 import torch
 from torch import Tensor, nn

@@ -73,8 +73,8 @@ def onnx_session(path: str, threads: int = 0, spinning: bool = True):
     default (ONNX Runtime's) they spin-wait for the next run, which is
     fastest for one session alone but takes the cores from any other
     session that runs meanwhile: several sessions timed in turn in one
-    process (``tools/analysis_tools/benchmark.py --onnx``) then each run 1.7x slower,
-    and unevenly, on a 2-core machine.
+    process (``tools/analysis_tools/benchmark.py --onnx``) then each run 1.7x
+    slower, and unevenly, on a 2-core machine.
     """
     import onnxruntime as ort
     options = ort.SessionOptions()

@@ -7,7 +7,7 @@ the registry on the first look-up of their names.
 """
 from .backbones import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
-from .necks import *  # noqa: F401,F403
 from .losses import DistillationLoss  # noqa: F401
+from .necks import *  # noqa: F401,F403
 from .teachers import TimmTeacher  # noqa: F401
 from .weight_init import PretrainedHead  # noqa: F401

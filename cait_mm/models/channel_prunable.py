@@ -24,7 +24,7 @@ groups for ``CDCPHook``, slim widths (``channel_widths``), and
 (through an eval-mode batch norm; a layer norm keeps its kept channels'
 parameters) and drops pruned rows and columns.
 """
-from typing import (Dict, Iterator, List, Optional, Sequence, Tuple, Union)
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmcv.cnn import ConvModule

@@ -49,10 +49,10 @@ PREPARE_HINTS = {
 }
 
 
-# The demo scenes as COCO instances (tools/misc/make_demo_data.py writes them next
-# to the segmentation layout): mmdet's CocoDataset with these classes, which
-# are cait_mm.datasets.demo_shapes_generator.CLASSES without the background
-# (not imported: cait_mm.datasets needs mmseg).
+# The demo scenes as COCO instances (tools/misc/make_demo_data.py writes them
+# next to the segmentation layout): mmdet's CocoDataset with these classes,
+# which are cait_mm.datasets.demo_shapes_generator.CLASSES without the
+# background (not imported: cait_mm.datasets needs mmseg).
 DEMO_INSTANCE_CLASSES = ('disc', 'square', 'triangle', 'ring', 'cross')
 
 

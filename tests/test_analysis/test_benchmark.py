@@ -1,5 +1,6 @@
 """cait_mm.analysis.benchmark on Mask R-CNN configs (the seg ones go
-through tools/analysis_tools/benchmark.py in tests/test_tools/test_analysis_tools.py)."""
+through tools/analysis_tools/benchmark.py in
+tests/test_tools/test_analysis_tools.py)."""
 import os.path as osp
 
 import pytest

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from cait_mm.core import (EViT, TOKEN_REDUCERS, Block, TokenState, ToMe,
+from cait_mm.core import (TOKEN_REDUCERS, Block, EViT, TokenState, ToMe,
                           build_token_reducer)
 from .test_tps import one_hot_attention, random_attention
 

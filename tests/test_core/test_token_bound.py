@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from cait_mm.analysis import count_flops
-from cait_mm.core import TokenCountBound
 from cait_mm.analysis.benchmark import Entry, benchmark, bound_entries
 from cait_mm.analysis.op_count import count_ops
-from cait_mm.core import TokenState
+from cait_mm.core import TokenCountBound, TokenState
 from cait_mm.models import CAITViT
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -1,5 +1,6 @@
 """ONNX export: every backbone variant and a whole UperNet (tensor forward)
-run in ONNX Runtime with PyTorch's outputs; tools/deployment/export_onnx.py end to end
+run in ONNX Runtime with PyTorch's outputs; tools/deployment/export_onnx.py end
+to end
 on a checkpoint, and ONNX Runtime rows in the benchmark."""
 import os.path as osp
 
@@ -8,8 +9,8 @@ import torch
 
 from cait_mm.analysis.benchmark import Entry, benchmark
 from cait_mm.analysis.model_from_config import build_model
-from cait_mm.deploy import (PartForward, check_onnx, export_onnx,
-                            onnx_session, run_onnx)
+from cait_mm.deploy import (PartForward, check_onnx, export_onnx, onnx_session,
+                            run_onnx)
 from ..backbone_variants import MERGE, VARIANTS, backbone
 from ..conftest import REPO, run_tool
 
@@ -60,9 +61,9 @@ def test_export_tool_reads_a_checkpoint_and_checks_the_export(tmp_path):
     out = tmp_path / 'onnx' / 'model.onnx'
     options = ['model.backbone.token_reducer.type=ATME',
                'model.backbone.token_reducer.schedule=[(0,h,0.5),(1,v,0.5)]']
-    proc = run_tool(['tools/deployment/export_onnx.py', SEG, str(tmp_path / 'ckpt.pth'),
-                     str(out), '--shape', '64', '96', '--cfg-options',
-                     *options])
+    proc = run_tool(['tools/deployment/export_onnx.py', SEG,
+                     str(tmp_path / 'ckpt.pth'), str(out), '--shape', '64',
+                     '96', '--cfg-options', *options])
     assert out.is_file() and 'max abs difference' in proc.stdout
     # the weights are the checkpoint's
     x = torch.randn(1, 3, 64, 96)
@@ -73,9 +74,9 @@ def test_export_tool_reads_a_checkpoint_and_checks_the_export(tmp_path):
     # a checkpoint that does not fit fails before exporting
     torch.save({'state_dict': {'backbone.nothing': torch.zeros(1)}},
                tmp_path / 'wrong.pth')
-    proc = run_tool(['tools/deployment/export_onnx.py', SEG, str(tmp_path / 'wrong.pth'),
-                     str(tmp_path / 'wrong.onnx'), '--shape', '64', '64'],
-                    check=False)
+    proc = run_tool(['tools/deployment/export_onnx.py', SEG,
+                     str(tmp_path / 'wrong.pth'), str(tmp_path / 'wrong.onnx'),
+                     '--shape', '64', '64'], check=False)
     assert proc.returncode != 0 and 'missing keys' in proc.stderr.lower()
     assert not (tmp_path / 'wrong.onnx').exists()
 

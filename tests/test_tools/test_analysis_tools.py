@@ -18,10 +18,10 @@ ATME = [
 
 def test_benchmark_measures_entries_side_by_side(tmp_path):
     proc = run_tool([
-        'tools/analysis_tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--shape',
-        '64', '96', '--batch-size', '2', '--warmup', '1', '--repeats', '2',
-        '--part', 'backbone', '--profile', '--out-dir',
-        str(tmp_path)
+        'tools/analysis_tools/benchmark.py', CONFIG,
+        '@'.join([CONFIG, *ATME]), '--shape', '64', '96', '--batch-size',
+        '2', '--warmup', '1', '--repeats', '2', '--part', 'backbone',
+        '--profile', '--out-dir', str(tmp_path)
     ])
     assert '| speed-up |' in proc.stdout
     result = json.load(open(next(tmp_path.glob('*.json'))))
@@ -54,8 +54,9 @@ def test_benchmark_adds_rows_at_equal_flops_after_the_entries(tmp_path):
     """--flops-target with several entries: rows matched to the first
     (dense) entry follow the given ones, and --name names the files."""
     run_tool([
-        'tools/analysis_tools/benchmark.py', CONFIG, '@'.join([CONFIG, *ATME]), '--labels',
-        'dense', 'atme', '--flops-target', '0.6', '--reducers', 'ToMe',
+        'tools/analysis_tools/benchmark.py', CONFIG,
+        '@'.join([CONFIG, *ATME]), '--labels', 'dense', 'atme',
+        '--flops-target', '0.6', '--reducers', 'ToMe',
         '--shape', '64', '64', '--warmup', '0', '--repeats', '1',
         '--part', 'backbone', '--out-dir', str(tmp_path), '--name', 'table'
     ])
@@ -69,8 +70,8 @@ def test_benchmark_adds_rows_at_equal_flops_after_the_entries(tmp_path):
 @pytest.mark.parametrize('part', ['model', 'network'])
 def test_benchmark_whole_model(tmp_path, part):
     proc = run_tool([
-        'tools/analysis_tools/benchmark.py', CONFIG, '--shape', '64', '64', '--warmup', '0',
-        '--repeats', '1', '--part', part, '--out-dir',
+        'tools/analysis_tools/benchmark.py', CONFIG, '--shape', '64', '64',
+        '--warmup', '0', '--repeats', '1', '--part', part, '--out-dir',
         str(tmp_path)
     ])
     result = json.load(open(next(tmp_path.glob('*.json'))))
@@ -82,8 +83,8 @@ def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
     image = osp.join(demo_data, 'images/validation/demo_00000.jpg')
     out = tmp_path / 'merge.png'
     proc = run_tool([
-        'tools/analysis_tools/visualize_merge.py', CONFIG, image, '--blocks', '0', '1', '3',
-        '--out',
+        'tools/analysis_tools/visualize_merge.py', CONFIG, image, '--blocks',
+        '0', '1', '3', '--out',
         str(out), '--cfg-options', *ATME
     ])
     # 64x64 image: 4x4 patches; each row merges round(0.5 * 2) = 1 pair,
@@ -121,8 +122,8 @@ def test_match_flops_caps_atme_reduction_points():
 
 
 def test_match_flops_prints_every_reducer_at_the_target():
-    proc = run_tool(['tools/analysis_tools/match_flops.py', '--target', '0.35', '--shape',
-                     '512', '512'])
+    proc = run_tool(['tools/analysis_tools/match_flops.py', '--target',
+                     '0.35', '--shape', '512', '512'])
     out = proc.stdout
     for line in ("ATME: token_reducer={'type': 'ATME', 'schedule': ",
                  "ToMe: token_reducer={'type': 'ToMe', 'r': 113}",

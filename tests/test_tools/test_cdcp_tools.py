@@ -66,7 +66,8 @@ def test_export_evaluates_like_the_masked_model(runs, demo_data, tmp_path):
     root, _ = runs
     ckpt = str(root / 'a' / 'iter_4.pth')
     out = str(tmp_path / 'compressed.pth')
-    proc = run_tool(['tools/deployment/export_compressed.py', CONFIG, ckpt, out])
+    proc = run_tool(
+        ['tools/deployment/export_compressed.py', CONFIG, ckpt, out])
     assert 'block 0: qk_dim=16, v_dim=16, mlp_hidden=64' in proc.stdout
     assert 'lateral: [16]' in proc.stdout
     exported = _load(out)  # tensors and plain types only

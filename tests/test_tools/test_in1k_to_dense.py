@@ -3,9 +3,9 @@
 A generated class-folder set stands in for ImageNet and a small timm DeiT
 file for the official DeiT weights: compress (tools/train.py: ATME + CDCP +
 distillation), evaluate (tools/test.py), export one compressed checkpoint
-(tools/deployment/export_compressed.py), then initialise a UperNet and a Mask R-CNN
-from that file through MMEngine, and check that their backbones compute what
-the classifier's trunk computed.
+(tools/deployment/export_compressed.py), then initialise a UperNet and a Mask
+R-CNN from that file through MMEngine, and check that their backbones compute
+what the classifier's trunk computed.
 """
 import os.path as osp
 import pickle
@@ -79,8 +79,8 @@ def stage(tmp_path_factory):
         str(root / 'pred.pkl'), '--cfg-options', *options
     ])
     out = str(root / 'cait_tiny_in1k.pth')
-    export = run_tool(['tools/deployment/export_compressed.py', CLS_CONFIG, ckpt, out,
-                       '--cfg-options', *options])
+    export = run_tool(['tools/deployment/export_compressed.py', CLS_CONFIG,
+                       ckpt, out, '--cfg-options', *options])
     return dict(root=root, data=data, deit=deit, options=options, ckpt=ckpt,
                 out=out, train=train, test=test, export=export)
 
@@ -235,6 +235,7 @@ def test_dense_training_starts_from_the_file_and_resumes_from_its_own(
 def test_a_file_that_does_not_fit_the_config_fails_clearly(stage):
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+
     # the shipped DeiT-S configs and the test-sized file
     for name, scope in (('upernet/upernet_cait_s_ade20k_from_in1k.py',
                          'mmseg'),

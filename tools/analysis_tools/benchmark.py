@@ -12,7 +12,8 @@ An ENTRY is a config, optionally with overrides joined by '@', values as in
 
     R=model.backbone.token_reducer  # dotted keys create it in a dense config
     ATME="@$R.type=ATME@$R.schedule=deit-s"
-    python tools/analysis_tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \\
+    python tools/analysis_tools/benchmark.py \\
+        configs/upernet/upernet_deit_s_ade20k.py \\
         configs/upernet/upernet_cait_s_ade20k.py \\
         "configs/upernet/upernet_deit_s_ade20k.py$ATME" --shape 512 512
 
@@ -20,7 +21,8 @@ At equal FLOPs, one dense config and a row per token reducer, each set for
 a fraction of the dense block FLOPs (ATME's schedule, ToMe's r, TPS's and
 EViT's keep ratio), after any other entries given:
 
-    python tools/analysis_tools/benchmark.py configs/upernet/upernet_deit_s_ade20k.py \
+    python tools/analysis_tools/benchmark.py \
+        configs/upernet/upernet_deit_s_ade20k.py \
         --flops-target 0.5 --reducers ATME TPS ToMe EViT --part backbone
 
 With --compile every entry is run through torch.compile (compiled rows
@@ -42,8 +44,8 @@ import time
 
 import torch
 
-from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark,
-                                        bound_entries, matched_entries,
+from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark, bound_entries,
+                                        matched_entries,
                                         runtime_cudnn_benchmark, to_json,
                                         to_markdown)
 from cait_mm.engine.compile import compile_options
@@ -134,7 +136,8 @@ def main():
             'cuda-graph' if args.cuda_graph else 'eager')
     setting = dict(
         shape=shape, batch_size=args.batch_size, part=part,
-        device=args.device, device_name=device_name(args.device), mode=mode, amp=args.amp, cuda_graph=args.cuda_graph,
+        device=args.device, device_name=device_name(args.device), mode=mode,
+        amp=args.amp, cuda_graph=args.cuda_graph,
         compile=compiled, onnx=args.onnx, cudnn_benchmark=cudnn,
         warmup=args.warmup,
         repeats=args.repeats, threads=torch.get_num_threads(),

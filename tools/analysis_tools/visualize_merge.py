@@ -1,7 +1,7 @@
 """Draw which patches a token reducer merged, over the input image.
 
-    python tools/analysis_tools/visualize_merge.py CONFIG IMAGE [--checkpoint CKPT]
-        [--blocks 2 5 8 11] [--shape H W] [--out merge.png]
+    python tools/analysis_tools/visualize_merge.py CONFIG IMAGE
+        [--checkpoint CKPT] [--blocks 2 5 8 11] [--shape H W] [--out merge.png]
         [--cfg-options k=v ...]
 
 One panel per chosen block: patches that are held by the same token share a

@@ -1,8 +1,8 @@
 """Export a (compressed) model to ONNX for a fixed input size, and check it
 against PyTorch with ONNX Runtime.
 
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT OUT.onnx --shape H W
-        [--part backbone|features|network] [--batch-size 1]
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT OUT.onnx
+        --shape H W [--part backbone|features|network] [--batch-size 1]
         [--cfg-options k=v ...] [--tolerance 1e-4]
 
 ``--part network`` (the default) is a segmentor's tensor forward: backbone,
@@ -11,7 +11,8 @@ image; ``backbone`` the backbone alone (its restored feature maps);
 ``features`` backbone and neck (what detectors export). Token reducers
 (ATME, TPS, ToMe, EViT) and channel pruning are exported with the model;
 the sizes they reduce to are fixed by the input size. An exported
-compressed checkpoint (``tools/deployment/export_compressed.py``) is read with its
+compressed checkpoint (``tools/deployment/export_compressed.py``) is read with
+its
 training config, as by tools/test.py. The ONNX Runtime outputs must equal
 PyTorch's within ``--tolerance`` (max abs), else the tool fails.
 """

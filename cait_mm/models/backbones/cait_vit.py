@@ -8,9 +8,9 @@ from mmengine.runner import CheckpointLoader
 from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
-from cait_mm.core import (Block, CompressionSpec, TokenState,
-                          attention_dtype, block_widths, channel_groups,
-                          compact_block, content_cells, parse_channel_prune)
+from cait_mm.core import (Block, CompressionSpec, TokenState, attention_dtype,
+                          block_widths, channel_groups, compact_block,
+                          content_cells, parse_channel_prune)
 from cait_mm.registry import MODELS
 from .compressed_checkpoint import CompressedCheckpoint, load_vit_checkpoint
 from .vit_checkpoint import resize_pos_embed
@@ -352,7 +352,8 @@ class CAITViT(BaseModule):
 
         The one place that runs the blocks: :meth:`forward` builds its
         outputs from it, and tools that look inside (e.g.
-        ``tools/analysis_tools/visualize_merge.py``) read the token states from it.
+        ``tools/analysis_tools/visualize_merge.py``) read the token states from
+        it.
 
         Yields:
             tuple: ``(i, tokens (B, P + N, C), state)`` after block ``i``.

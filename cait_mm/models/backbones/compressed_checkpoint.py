@@ -129,8 +129,8 @@ class CompressedCheckpoint:
             raise ValueError(
                 f'Checkpoint "{filename}" has no cait_mm compression metadata:'
                 ' it is not an exported compressed model '
-                '(tools/deployment/export_compressed.py writes those). Load a dense '
-                "checkpoint with pretrained= or init_cfg=dict(type="
+                '(tools/deployment/export_compressed.py writes those). Load a '
+                "dense checkpoint with pretrained= or init_cfg=dict(type="
                 "'Pretrained', ...) instead.")
         # keep the backbone's tensors only (the heads may be most of it)
         prefix = meta.prefix or ''

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cait_mm.datasets.converters import (convert_dubai_aerial, sliding_windows)
+from cait_mm.datasets.converters import convert_dubai_aerial, sliding_windows
 from cait_mm.datasets.converters.dubai_aerial import (CLASSES, COLOURS,
                                                       colours_to_label)
 from ...conftest import run_tool

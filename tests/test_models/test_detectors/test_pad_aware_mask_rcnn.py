@@ -66,6 +66,7 @@ def images():
 def test_batch_and_alone_agree(model, images):
     from mmdet.models.detectors import MaskRCNN
     from mmdet.structures.bbox import bbox2roi
+
     from cait_mm.models.detectors import PadAwareMaskRCNN
     assert isinstance(model, PadAwareMaskRCNN) and isinstance(model, MaskRCNN)
     assert model.backbone.token_reducer is not None
