@@ -27,10 +27,14 @@ PARTS = ('model', 'network', 'features', 'backbone')
 
 @dataclass
 class Entry:
-    """One model to measure: a config and its overrides."""
+    """One model to measure: a config, its overrides and, optionally, the
+    checkpoint it runs (an exported compressed one rebuilds the pruned
+    model from its file; without one the weights are random: speed, FLOPs
+    and params need none)."""
     config: str
     overrides: Dict = field(default_factory=dict)
     label: Optional[str] = None
+    checkpoint: Optional[str] = None
 
     @classmethod
     def parse(cls, spec: str) -> 'Entry':
@@ -311,7 +315,8 @@ def benchmark(entries: Sequence[Entry],
     inputs = torch.randn(batch_size, 3, *shape, device=device)
     runs, results, models = [], [], []
     for entry in entries:
-        model = build_model(entry.config, entry.overrides, device)
+        model = build_model(entry.config, entry.overrides, device,
+                            entry.checkpoint)
         run, counted = part_fn(model, part, batch_size, shape)
         children = dict(model.named_children()) if part in (
             'model', 'network') else {}

@@ -1,7 +1,6 @@
-"""tools/real_data_experiment.py: its rows, their overrides and the order
-in which it runs the tools (the runs themselves train for minutes:
-docs/real_data.md)."""
-import importlib.util
+"""experiments/runner.py and the real-data experiments: their rows, their
+overrides and the order in which the runner runs the tools (the runs
+themselves train for minutes: docs/results/real_data.md)."""
 import json
 import os
 import os.path as osp
@@ -10,20 +9,15 @@ import pytest
 import torch
 from mmengine.config import Config, DictAction
 
+from experiments import runner as experiment
 from ..conftest import REPO
 
-
-def _load_tool():
-    """The tool as a module (tools/ is not a package)."""
-    path = osp.join(REPO, 'tools', 'real_data_experiment.py')
-    spec = importlib.util.spec_from_file_location('real_data_experiment',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-experiment = _load_tool()
+REDUCERS = experiment.load_experiment(
+    osp.join(REPO, 'experiments/real_data/reducers.py'))
+WHOLE = experiment.load_experiment(
+    osp.join(REPO, 'experiments/real_data/whole_model.py'))
+PRESET = experiment.preset_flops(REDUCERS)
+TEST_GRID = (32, 32)
 ATME_T_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
 
 
@@ -37,11 +31,20 @@ def _parse(args):
     return parsed
 
 
+def cpu_rows(dataset):
+    """The rows of both real-data experiments (their dense rows are one
+    row: the same name, config and work dir)."""
+    rows = experiment.rows_for(REDUCERS, dataset)
+    whole = experiment.rows_for(WHOLE, dataset)
+    assert whole[0] == rows[0]
+    return rows + whole[1:]
+
+
 def _row(dataset, name):
-    return next(r for r in experiment.cpu_rows(dataset) if r.name == name)
+    return next(r for r in cpu_rows(dataset) if r.name == name)
 
 
-def test_the_tool_finds_its_repository():
+def test_the_runner_finds_its_repository():
     assert experiment.REPO == REPO
     for tool in ('train.py', 'test.py', 'deployment/export_compressed.py'):
         assert osp.isfile(osp.join(experiment.REPO, 'tools', tool))
@@ -49,7 +52,7 @@ def test_the_tool_finds_its_repository():
 
 @pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
 def test_rows_name_existing_configs_and_rows(dataset):
-    rows = experiment.cpu_rows(dataset)
+    rows = cpu_rows(dataset)
     names = [r.name for r in rows]
     assert names[0] == 'dense' and len(set(names)) == len(names)
     for row in rows:
@@ -68,8 +71,8 @@ def test_rows_name_existing_configs_and_rows(dataset):
         for key in {**row.options, **row.test_options}:
             assert key.startswith(('model.backbone.token_reducer.',
                                    'custom_hooks.0.')) or (
-                row.init_from and key in (
-                    'optim_wrapper.optimizer.lr', *experiment.LONG)), key
+                row.init_from and key in ('optim_wrapper.optimizer.lr',
+                                          *WHOLE['long_schedule'])), key
             if key.startswith('custom_hooks.0.'):
                 hook = Config.fromfile(osp.join(REPO, row.config)
                                        ).custom_hooks[0]
@@ -115,6 +118,7 @@ def test_rows_name_existing_configs_and_rows(dataset):
     ('tps-training-free', dict(type='TPS', blocks=(3, 6, 9),
                                keep_ratio=0.7)),
     ('atme-30-training-free', dict(type='ATME', schedule=ATME_T_30)),
+    ('atme-few-training-free', dict(type='ATME', schedule='deit-t-few')),
 ])
 def test_training_free_rows_add_the_reducer_to_the_dense_config(
         dataset, name, reducer):
@@ -126,7 +130,7 @@ def test_training_free_rows_add_the_reducer_to_the_dense_config(
     cfg = Config.fromfile(osp.join(REPO, row.config))
     assert 'token_reducer' not in cfg.model.backbone
     before = cfg.to_dict()
-    args = experiment._options(f'/data/{dataset}', row.all_test_options)
+    args = experiment.cfg_options(f'/data/{dataset}', row.all_test_options)
     cfg.merge_from_dict(_parse(args))
     got = cfg.to_dict()
     backbone = got['model']['backbone'].pop('token_reducer')
@@ -144,7 +148,7 @@ def test_training_free_reducers_build_on_the_dense_model():
     for name, kind in (('atme-training-free', 'ATME'),
                        ('tps-training-free', 'TPS')):
         row = _row('membrane', name)
-        overrides = _parse(experiment._options(None, row.all_test_options))
+        overrides = _parse(experiment.cfg_options(None, row.all_test_options))
         model = build_model(osp.join(REPO, row.config), overrides)
         assert type(model.backbone.token_reducer).__name__ == kind
 
@@ -154,11 +158,56 @@ def test_trained_30_percent_row_replaces_the_cait_schedule():
     cfg = Config.fromfile(osp.join(REPO, row.config))
     assert cfg.model.backbone.token_reducer.schedule == 'deit-t'
     cfg.merge_from_dict(
-        _parse(experiment._options('/data/dubai', row.all_test_options)))
+        _parse(experiment.cfg_options('/data/dubai', row.all_test_options)))
     assert cfg.test_dataloader.dataset.data_root == '/data/dubai'
     reducer = cfg.model.backbone.token_reducer
     assert reducer.type == 'ATME'
     assert [tuple(e) for e in reducer.schedule] == ATME_T_30
+
+
+@pytest.mark.parametrize('dataset', ['membrane', 'dubai'])
+def test_few_merge_rows_use_the_few_preset_at_the_preset_flops(dataset):
+    """The trained few-merge row replaces the CAIT config's schedule by
+    deit-t-few, for training and testing; both few rows have at most 2
+    reduction points and the deit-t preset's block FLOPs within 3%."""
+    from cait_mm.core import build_token_reducer
+    from cait_mm.core.atme_schedules import parse_schedule
+    trained = _row(dataset, 'cait-atme-few')
+    assert trained.config == _row(dataset, 'cait-atme').config
+    assert trained.reuse is None and not trained.test_options
+    cfg = Config.fromfile(osp.join(REPO, trained.config))
+    cfg.merge_from_dict(_parse(
+        experiment.cfg_options(f'/data/{dataset}', trained.options)))
+    assert cfg.model.backbone.token_reducer.type == 'ATME'
+    assert cfg.model.backbone.token_reducer.schedule == 'deit-t-few'
+    free = _row(dataset, 'atme-few-training-free')
+    assert free.reuse == 'dense' and not free.options
+    assert len(parse_schedule('deit-t-few', 12)) <= 2
+    for row in (trained, free):
+        settings = {k.rsplit('.', 1)[1]: v
+                    for k, v in row.all_test_options.items()}
+        fraction = build_token_reducer(settings, 12, 192).flops_fraction(
+            TEST_GRID)
+        assert abs(fraction - PRESET) <= 0.03 * PRESET
+
+
+def test_experiment_files_are_checked(tmp_path):
+    """A row with a key the runner does not know, or one that reuses a row
+    not before it, fails naming the row."""
+    bad = dict(REDUCERS, rows=[dict(name='dense', model='deit_t',
+                                    description='', reducers={})])
+    with pytest.raises(ValueError, match=r"row dense: unknown keys "
+                       r"\['reducers'\]"):
+        experiment.rows_for(bad, 'membrane')
+    bad['rows'] = [dict(name='free', model='deit_t', description='',
+                        reuse='dense')]
+    with pytest.raises(ValueError, match='row free needs row dense'):
+        experiment.rows_for(bad, 'membrane')
+    with pytest.raises(ValueError, match='dataset "ade" is not one of'):
+        experiment.rows_for(REDUCERS, 'ade')
+    (tmp_path / 'empty.py').write_text('rows = []\n')
+    with pytest.raises(ValueError, match=r"sets \['config', 'datasets'\]"):
+        experiment.load_experiment(str(tmp_path / 'empty.py'))
 
 
 TEST_LOG = """11/27 09:30:04 - mmengine - INFO - per class results:
@@ -222,13 +271,11 @@ def test_run_rows_trains_exports_and_tests_in_order(tmp_path, monkeypatch):
     assert calls[4][3] == exported and calls[5][2] == exported
     assert [r['metrics']['mIoU'] for r in results] == [50.0] * 3
     assert results[0]['per_class'] == dict(background=98.3, membrane=12.5)
-    # the benchmark rebuilds the exported row from its file
+    # the benchmark rebuilds the exported row from its file (pruned heads
+    # included, as tools/test.py does), the others from their configs
     entries = experiment.bench_entries(rows, results)
     assert entries[1].overrides == rows[1].test_options
-    assert entries[2].overrides['model.backbone.compressed'] == exported
-    # and its pruned head at the file's widths
-    assert entries[2].overrides['model.decode_head.channel_widths'] == WIDTHS
-    assert entries[2].overrides['model.decode_head.channel_prune'] is None
+    assert [e.checkpoint for e in entries] == [None, None, exported]
 
 
 def _fake_tools(calls):
@@ -320,10 +367,7 @@ def test_rows_repeat_per_seed_and_are_summarised_with_their_spread():
     assert summary[0]['mean'] == 52. and summary[0]['std'] == 2.
     assert summary[1]['seeds'] == 3 and summary[1]['per_class']['a'] == 42.
 
-    class Speed:
-        flops, params, images_per_s, speedup = 2e9, 3e6, 4., 1.5
-
-    table = experiment.to_markdown(summary, [Speed()] * 3, 'mIoU', 'T')
+    table = experiment.accuracy_table(summary, 'mIoU', 'T')
     assert '| dense | DeiT-T, no compression | 52.00 +- 2.00 (3 seeds) | ' \
         '100.0% |' in table
     assert '| tome-training-free |' in table and '| row | a | b |' in table
@@ -341,8 +385,8 @@ def test_peer_rows_compare_at_equal_flops(dataset):
     """Trained and training-free, each peer at the ATME preset's block
     FLOPs (and at 35%), within 3%."""
     from cait_mm.core import build_token_reducer
-    rows = {r.name: r for r in experiment.cpu_rows(dataset)}
-    target = experiment.PRESET
+    rows = {r.name: r for r in cpu_rows(dataset)}
+    target = PRESET
     for name in ('tps-matched-training-free', 'tome-training-free',
                  'evit-training-free', 'atme-35-training-free',
                  'tps-35-training-free', 'tome-35-training-free',

@@ -1,0 +1,73 @@
+# Token reducers on real data (docs/results/real_data.md, docs/results/
+# peers.md), with the CPU recipe: DeiT-T UperNet from scratch on 256x256
+# crops, 600 iterations, the same seed, schedule, crops and initialisation
+# for every row. Trained rows use the reducer while training; the
+# training-free rows test the dense row's checkpoint with a reducer added.
+# The peers are compared at equal block FLOPs: at the ATME preset's
+# ('preset': 0.521 of the dense blocks at 512x512) and at 35%.
+#
+#   python experiments/runner.py experiments/real_data/reducers.py \
+#       --dataset membrane --data-root data/isbi_membrane --seeds 0 1 2
+title = '{dataset}, token reducers (CPU recipe)'
+config = 'configs/upernet/upernet_{model}_{dataset}_cpu.py'
+datasets = ('membrane', 'dubai')
+arch, preset, flops_shape = 'deit-t', 'deit-t', (512, 512)
+metric = 'mIoU'
+
+# 30% of DeiT-T's block FLOPs at 512x512: full merges in blocks 2-5 leave
+# a quarter of each side
+atme_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
+
+rows = [
+    dict(name='dense', model='deit_t', description='DeiT-T, no compression'),
+    dict(name='cait-atme', model='cait_t',
+         description='ATME (deit-t preset) trained'),
+    dict(name='atme-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ATME at test time only',
+         test_reducer=dict(type='ATME', schedule='deit-t')),
+    # the few-merge preset: the preset's block FLOPs in 2 merges
+    dict(name='cait-atme-few', model='cait_t',
+         description='ATME, few-merge preset deit-t-few (2 merges), trained',
+         reducer=dict(type='ATME', schedule='deit-t-few')),
+    dict(name='atme-few-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ATME deit-t-few (2 merges) at test '
+         'time only', test_reducer=dict(type='ATME', schedule='deit-t-few')),
+    dict(name='tps', model='tps_t',
+         description='TPS (attn scores, 0.7 at 3/6/9) trained'),
+    dict(name='tps-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, TPS at test time only',
+         test_reducer=dict(type='TPS', blocks=(3, 6, 9), keep_ratio=0.7)),
+    dict(name='cait-atme-30', model='cait_t',
+         description='ATME at 30% of the block FLOPs, trained',
+         reducer=dict(type='ATME', schedule=atme_30)),
+    dict(name='atme-30-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ATME at 30% of the block FLOPs at '
+         'test time', test_reducer=dict(type='ATME', schedule=atme_30)),
+    # ToMe by its size-independent ratio, TPS and EViT by keep ratio
+    dict(name='tps-matched', model='tps_t',
+         description="TPS at the preset's {preset:.0%} block FLOPs, trained",
+         reducer=dict(type='TPS', flops='preset')),
+    dict(name='tome', model='tome_t',
+         description="ToMe at the preset's {preset:.0%} block FLOPs, "
+         'trained'),
+    dict(name='evit', model='evit_t',
+         description="EViT at the preset's {preset:.0%} block FLOPs, "
+         'trained'),
+    dict(name='tps-matched-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, TPS at {preset:.0%} block FLOPs at '
+         'test time', test_reducer=dict(type='TPS', flops='preset')),
+    dict(name='tome-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ToMe at {preset:.0%} block FLOPs at '
+         'test time', test_reducer=dict(type='ToMe', flops='preset',
+                                        knob='ratio')),
+    dict(name='evit-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, EViT at {preset:.0%} block FLOPs at '
+         'test time', test_reducer=dict(type='EViT', flops='preset')),
+] + [
+    dict(name=f'{kind.lower()}-35-training-free', model='deit_t',
+         reuse='dense', description=f'dense checkpoint, {kind} at 35% block '
+         'FLOPs at test time',
+         test_reducer=dict(type=kind, flops=0.35,
+                           **(dict(knob='ratio') if kind == 'ToMe' else {})))
+    for kind in ('ATME', 'TPS', 'ToMe', 'EViT')
+]

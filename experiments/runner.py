@@ -1,0 +1,448 @@
+"""Run an experiment of this folder: its rows are data, this is the code.
+
+    python experiments/runner.py EXPERIMENT --dataset {membrane,dubai}
+        --data-root DIR [--work-dir DIR] [--rows NAME ...] [--seeds 0 1 2]
+        [--no-skip] [--device cpu] [--shape 512 512] [--repeats 10]
+
+EXPERIMENT is a Python file holding plain data (experiments/README.md):
+``config``, a pattern of config paths (``{model}`` and ``{dataset}`` filled
+per row), ``datasets``, ``arch`` and ``preset`` (the ViT and the ATME
+preset whose block FLOPs ``flops='preset'`` means), ``metric`` and
+``rows``, one dict per row:
+
+- ``name``, ``model`` (fills ``{model}``), ``description``;
+- ``reducer`` (train and test) or ``test_reducer`` (test only): the
+  backbone's token reducer, ``dict(type=..., **settings)``, or
+  ``dict(type=..., flops=TARGET, **for_flops_options)`` to have the reducer
+  set for TARGET block FLOPs (a fraction, or ``'preset'``) through
+  :func:`cait_mm.core.match_flops`;
+- ``options`` (train and test) and ``test_options``: other
+  ``--cfg-options``;
+- ``reuse`` (test another row's checkpoint, no training), ``init_from``
+  (train from another row's checkpoint: ``load_from``), ``export`` (test
+  the exported compressed model).
+
+Each row runs the user-facing tools (tools/train.py,
+tools/deployment/export_compressed.py, tools/test.py) in subprocesses,
+once per seed; then every row's first seed is timed in one process
+(whole model, batch 1) as a ratio to the first row, with the benchmark's
+own tables (:mod:`cait_mm.analysis.benchmark`). Writes results.md,
+results.json and results.png (metric vs images/s) in the work dir (default
+``work_dirs/real_DATASET``). Rows already trained there are reused unless
+``--no-skip``; an interrupted training is resumed from its last
+checkpoint, so a long experiment can run in sittings.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import runpy
+import statistics
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence
+
+from cait_mm.analysis.benchmark import Entry, benchmark
+from cait_mm.analysis.benchmark import to_markdown as speed_table
+from cait_mm.core import match_flops
+from cait_mm.core.atme_schedules import schedule_flops
+from cait_mm.core.spec import ARCHS
+
+# the tools run from the repository this folder sits in
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: marker of a row whose training finished (in its train/ work dir)
+TRAINED = 'TRAINED'
+REDUCER = 'model.backbone.token_reducer'
+ROW_KEYS = {'name', 'model', 'description', 'reducer', 'test_reducer',
+            'options', 'test_options', 'reuse', 'init_from', 'export'}
+
+
+@dataclass
+class Row:
+    """One row, resolved: a config to train (or the row whose checkpoint
+    it reuses), the row whose trained checkpoint its training starts from
+    (``init_from``: mmengine's ``load_from``; none: from scratch),
+    overrides for training and testing (``options``) or for testing only
+    (``test_options``), and whether the checkpoint is exported first."""
+    name: str
+    config: str
+    description: str
+    reuse: Optional[str] = None
+    init_from: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+    test_options: Dict[str, Any] = field(default_factory=dict)
+    export: bool = False
+
+    @property
+    def all_test_options(self) -> Dict[str, Any]:
+        return {**self.options, **self.test_options}
+
+
+def load_experiment(path: str) -> Dict[str, Any]:
+    """The public names of an experiment file (plain data)."""
+    data = runpy.run_path(path)
+    missing = {'config', 'datasets', 'rows'} - set(data)
+    if missing:
+        raise ValueError(f'{path}: an experiment sets {sorted(missing)}')
+    return {k: v for k, v in data.items() if not k.startswith('_')}
+
+
+def grid_and_arch(experiment: Dict) -> tuple:
+    """The test size's patch grid and the ViT's arch settings, where the
+    experiment's FLOPs targets are met."""
+    shape = experiment.get('flops_shape', (512, 512))
+    return tuple(-(-s // 16) for s in shape), ARCHS[experiment['arch']]
+
+
+def preset_flops(experiment: Dict) -> float:
+    """Block FLOPs of the experiment's ATME preset at its test size."""
+    grid, arch = grid_and_arch(experiment)
+    return schedule_flops(experiment['preset'], grid, arch['embed_dims'],
+                          arch['num_layers'], arch['mlp_ratio'])
+
+
+def reducer_options(spec: Optional[Dict], experiment: Dict) -> Dict:
+    """``--cfg-options`` that set the backbone's token reducer (on a dense
+    config the dotted keys create it); a ``flops`` target is met with the
+    reducer's own ``for_flops``."""
+    if not spec:
+        return {}
+    spec = dict(spec)
+    if 'flops' in spec:
+        target = spec.pop('flops')
+        if target == 'preset':
+            target = preset_flops(experiment)
+        kind = spec.pop('type')
+        grid, arch = grid_and_arch(experiment)
+        spec = match_flops(target, grid, arch, [kind],
+                           {kind: spec})[0].config
+    return {f'{REDUCER}.{k}': v for k, v in spec.items()}
+
+
+def rows_for(experiment: Dict, dataset: str) -> List[Row]:
+    """The experiment's rows on ``dataset``, resolved."""
+    if dataset not in experiment['datasets']:
+        raise ValueError(f'dataset "{dataset}" is not one of '
+                         f'{experiment["datasets"]}')
+    preset = preset_flops(experiment) if 'preset' in experiment else None
+    rows = []
+    for spec in experiment['rows']:
+        unknown = set(spec) - ROW_KEYS
+        if unknown:
+            raise ValueError(f'row {spec.get("name")}: unknown keys '
+                             f'{sorted(unknown)}; rows take '
+                             f'{sorted(ROW_KEYS)}')
+        rows.append(Row(
+            name=spec['name'],
+            config=experiment['config'].format(model=spec['model'],
+                                               dataset=dataset),
+            description=spec['description'].format(preset=preset),
+            reuse=spec.get('reuse'), init_from=spec.get('init_from'),
+            options={**reducer_options(spec.get('reducer'), experiment),
+                     **spec.get('options', {})},
+            test_options={
+                **reducer_options(spec.get('test_reducer'), experiment),
+                **spec.get('test_options', {})},
+            export=spec.get('export', False)))
+    names = [r.name for r in rows]
+    for row in rows:
+        for other in (row.reuse, row.init_from):
+            if other is not None and other not in names[:names.index(
+                    row.name)]:
+                raise ValueError(f'row {row.name} needs row {other} '
+                                 'before it')
+    return rows
+
+
+def with_seeds(rows: Sequence[Row], seeds: Sequence[int]) -> List[Row]:
+    """Every row once per seed (``randomness.seed``): seed 0, the configs'
+    own, keeps the row's name; seed ``s`` appends ``-seed{s}``, and a row
+    that reuses a checkpoint or starts from one takes that seed's."""
+    expanded = []
+    for seed in seeds:
+        suffix = '' if seed == 0 else f'-seed{seed}'
+        for row in rows:
+            options = dict(row.options)
+            if seed != 0 and row.reuse is None:
+                options['randomness.seed'] = seed
+            expanded.append(
+                replace(row, name=row.name + suffix, options=options,
+                        reuse=None if row.reuse is None else
+                        row.reuse + suffix,
+                        init_from=None if row.init_from is None else
+                        row.init_from + suffix))
+    return expanded
+
+
+def base_name(name: str) -> str:
+    """A row's name without its seed suffix."""
+    return re.sub(r'-seed\d+$', '', name)
+
+
+def per_class(test_log: str) -> Dict[str, float]:
+    """The per-class IoU of the last table mmseg's metric printed."""
+    rows = {}
+    with open(test_log) as f:
+        lines = f.read().splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if line.endswith('per class results:')]
+    for line in lines[starts[-1]:] if starts else []:
+        cells = [c.strip() for c in line.split('|')[1:-1]]
+        if len(cells) >= 2 and cells[0] != 'Class':
+            rows[cells[0]] = float(cells[1])
+        elif rows and not line.startswith(('|', '+')):
+            break
+    return rows
+
+
+def _run(args: Sequence[str], log: str) -> None:
+    with open(log, 'a') as f:  # a resumed training adds to its log
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f,
+                              stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise RuntimeError(f'{" ".join(args)} failed; see {log}')
+
+
+def _last_metrics(work_dir: str) -> Dict:
+    logs = sorted(
+        osp.join(work_dir, d, f'{d}.json') for d in os.listdir(work_dir)
+        if osp.isfile(osp.join(work_dir, d, f'{d}.json')))
+    if not logs:
+        raise FileNotFoundError(f'no metrics json under {work_dir}')
+    with open(logs[-1]) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+def _format(value) -> str:
+    """A value as ``--cfg-options`` parses it back."""
+    if isinstance(value, (tuple, list)):
+        inner = ','.join(_format(v) for v in value)
+        return f'({inner})' if isinstance(value, tuple) else f'[{inner}]'
+    return str(value)
+
+
+def cfg_options(data_root: Optional[str], extra: Dict[str, Any]) -> List[str]:
+    """``--cfg-options`` arguments: the data root of every loader, then
+    ``extra``."""
+    roots = [] if data_root is None else [
+        f'{loader}.dataset.data_root={data_root}' for loader in LOADERS
+    ]
+    return roots + [f'{k}={_format(v)}' for k, v in extra.items()]
+
+
+def _trained(work_dir: str, name: str) -> str:
+    last = osp.join(work_dir, name, 'train', 'last_checkpoint')
+    if not osp.isfile(last):
+        raise FileNotFoundError(f'row "{name}" has not been trained in '
+                                f'{work_dir}: run it first')
+    with open(last) as f:
+        return f.read().strip()
+
+
+def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
+             skip_existing: bool = True, log=print) -> List[Dict]:
+    """Train (unless reused or already done), export, test every row.
+
+    Returns one dict per row: name, description, config, checkpoint, test
+    overrides and the metrics ``tools/test.py`` logged.
+    """
+    results = []
+    for row in rows:
+        row_dir = osp.join(work_dir, row.name)
+        os.makedirs(row_dir, exist_ok=True)
+        train_dir = osp.join(row_dir, 'train')
+        # written when tools/train.py returns: a run that died leaves only
+        # its last checkpoint, and is resumed from it
+        trained = osp.join(train_dir, TRAINED)
+        if row.reuse is None and not (skip_existing
+                                      and osp.isfile(trained)):
+            resume = skip_existing and osp.isfile(
+                osp.join(train_dir, 'last_checkpoint'))
+            log(f'[{row.name}] ' + ('resuming' if resume else 'training') +
+                f' {row.config}')
+            options = dict(row.options)
+            if row.init_from is not None:
+                options['load_from'] = _trained(work_dir, row.init_from)
+            _run([
+                'tools/train.py', row.config, '--work-dir', train_dir,
+                *(['--resume'] if resume else []), '--cfg-options',
+                *cfg_options(data_root, options)
+            ], osp.join(row_dir, 'train.log'))
+            with open(trained, 'w') as f:
+                f.write(_trained(work_dir, row.name) + '\n')
+        ckpt = _trained(work_dir, row.reuse or row.name)
+        if row.export:
+            exported = osp.join(row_dir, 'compressed.pth')
+            log(f'[{row.name}] exporting {ckpt}')
+            export = ['tools/deployment/export_compressed.py', row.config,
+                      ckpt, exported]
+            if row.options:
+                export += ['--cfg-options', *cfg_options(None, row.options)]
+            _run(export, osp.join(row_dir, 'export.log'))
+            ckpt = exported
+        test_dir = osp.join(row_dir, 'test')
+        log(f'[{row.name}] testing {ckpt}')
+        _run([
+            'tools/test.py', row.config, ckpt, '--work-dir', test_dir,
+            '--cfg-options', *cfg_options(data_root, row.all_test_options)
+        ], osp.join(row_dir, 'test.log'))
+        metrics = _last_metrics(test_dir)
+        log(f'[{row.name}] {metrics}')
+        results.append(
+            dict(asdict(row), checkpoint=ckpt, metrics=metrics,
+                 per_class=per_class(osp.join(row_dir, 'test.log'))))
+    return results
+
+
+def bench_entries(rows: Sequence[Row],
+                  results: Sequence[Dict]) -> List[Entry]:
+    """What each row runs at test time, as benchmark entries: an exported
+    row is rebuilt from its file, pruned heads included
+    (``configure_compressed_backbone``, as tools/test.py does)."""
+    return [
+        Entry(row.config, dict(row.all_test_options), label=row.name,
+              checkpoint=r['checkpoint'] if row.export else None)
+        for row, r in zip(rows, results)
+    ]
+
+
+def summarise(results: Sequence[Dict], metric: str) -> List[Dict]:
+    """Rows over their seeds, in the order they first appear: the metric's
+    mean, its sample standard deviation and the seed count, and the mean
+    per-class IoU."""
+    groups: Dict[str, List[Dict]] = {}
+    for r in results:
+        groups.setdefault(base_name(r['name']), []).append(r)
+    summary = []
+    for name, runs in groups.items():
+        values = [r['metrics'][metric] for r in runs]
+        classes = runs[0].get('per_class') or {}
+        summary.append(dict(
+            name=name, description=runs[0]['description'],
+            mean=statistics.fmean(values),
+            std=statistics.stdev(values) if len(values) > 1 else 0.,
+            seeds=len(values),
+            per_class={c: statistics.fmean(r['per_class'][c] for r in runs)
+                       for c in classes}))
+    return summary
+
+
+def accuracy_table(summary: Sequence[Dict], metric: str, title: str) -> str:
+    """The rows' metric (mean +- std over seeds, share of the first row's),
+    then their per-class IoU."""
+    dense = summary[0]['mean']
+    lines = [title, '', f'| row | what | {metric} | of dense |',
+             '| --- | --- | ---: | ---: |']
+    for r in summary:
+        spread = f' +- {r["std"]:.2f} ({r["seeds"]} seeds)' \
+            if r['seeds'] > 1 else ''
+        lines.append(
+            f'| {r["name"]} | {r["description"]} | {r["mean"]:.2f}{spread} '
+            f'| {100 * r["mean"] / dense:.1f}% |')
+    classes = list(summary[0]['per_class'])
+    if classes:
+        lines += ['', '| row | ' + ' | '.join(classes) + ' |',
+                  '| --- |' + ' ---: |' * len(classes)]
+        lines += [f'| {r["name"]} | ' + ' | '.join(
+            f'{r["per_class"].get(c, float("nan")):.2f}' for c in classes) +
+            ' |' for r in summary]
+    return '\n'.join(lines) + '\n'
+
+
+def plot(summary: Sequence[Dict], speed: Sequence, metric: str, title: str,
+         filename: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r, s in zip(summary, speed):
+        ax.errorbar(s.images_per_s, r['mean'], yerr=r['std'] or None,
+                    fmt='o', capsize=3)
+        ax.annotate(r['name'], (s.images_per_s, r['mean']),
+                    textcoords='offset points', xytext=(5, 4), fontsize=8)
+    ax.set_xlabel('images/s (whole model, same run)')
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(filename, dpi=120)
+    plt.close(fig)
+
+
+def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
+                   shape, device: str = 'cpu', repeats: int = 10,
+                   metric: str = 'mIoU', skip_existing: bool = True,
+                   title: str = '', seeds: Sequence[int] = (0, ),
+                   log=print) -> str:
+    """Rows end to end for every seed, then the speed of each row (its
+    first seed's); writes ``results.{md,json,png}`` in ``work_dir`` and
+    returns the Markdown."""
+    runs = with_seeds(rows, seeds)
+    results = run_rows(runs, data_root, work_dir, skip_existing, log)
+    first = results[:len(rows)]
+    speed = benchmark(bench_entries(runs[:len(rows)], first), tuple(shape),
+                      1, 'model', device, warmup=3, repeats=repeats, log=log)
+    setting = dict(part='model', shape=list(shape), batch_size=1,
+                   device=device, repeats=repeats)
+    heading = (f'{title} | seeds {list(seeds)}')
+    summary = summarise(results, metric)
+    text = (accuracy_table(summary, metric, heading) + '\n' + speed_table(
+        speed, f'Speed: whole model, {shape[0]}x{shape[1]}, batch 1, '
+        f'{device}, median of {repeats}; ratios to {rows[0].name}'))
+    with open(osp.join(work_dir, 'results.md'), 'w') as f:
+        f.write(text)
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(
+            dict(rows=results, summary=summary,
+                 speed=[asdict(s) for s in speed], setting=setting,
+                 seeds=list(seeds)), f, indent=2)
+    plot(summary, speed, metric, heading, osp.join(work_dir, 'results.png'))
+    return text
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('experiment', help='an experiment file')
+    parser.add_argument('--dataset', required=True)
+    parser.add_argument('--data-root', required=True,
+                        help='converted dataset (mmseg layout)')
+    parser.add_argument('--work-dir', help='default: work_dirs/real_DATASET')
+    parser.add_argument('--rows', nargs='+', help='subset of the rows')
+    parser.add_argument('--no-skip', action='store_true',
+                        help='retrain rows that already have a checkpoint')
+    parser.add_argument('--device', default='cpu', help='for the timing')
+    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512))
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='train every row once per seed (the table '
+                        'gives mean and spread)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    experiment = load_experiment(args.experiment)
+    rows = rows_for(experiment, args.dataset)
+    if args.rows:
+        unknown = set(args.rows) - {r.name for r in rows}
+        if unknown:
+            raise ValueError(f'unknown rows {sorted(unknown)}; rows: '
+                             f'{[r.name for r in rows]}')
+        rows = [r for r in rows if r.name in args.rows]
+    work_dir = args.work_dir or f'work_dirs/real_{args.dataset}'
+    os.makedirs(work_dir, exist_ok=True)
+    text = run_experiment(
+        rows, osp.abspath(args.data_root), osp.abspath(work_dir),
+        args.shape, args.device, args.repeats,
+        metric=experiment.get('metric', 'mIoU'),
+        skip_existing=not args.no_skip,
+        title=experiment.get('title', '{dataset}').format(
+            dataset=args.dataset), seeds=args.seeds)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
