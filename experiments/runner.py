@@ -22,6 +22,16 @@ preset whose block FLOPs ``flops='preset'`` means), ``metric`` and
   (train from another row's checkpoint: ``load_from``), ``export`` (test
   the exported compressed model).
 
+An experiment with ``tables`` instead (experiments/gpu_speed.py) is a
+list of benchmark tables: ``entries`` (label -> benchmark entry spec),
+``tables`` (name -> the labels and the benchmark's options; ``c_`` names
+are measured compiled), ``plan`` and ``quick`` (the order), ``test_py``
+(tools/test.py runs on generated images) and ``smoke`` (the tiny CPU
+settings of ``--smoke``)::
+
+    python experiments/runner.py EXPERIMENT [--out-dir DIR] [--quick]
+        [--smoke] [--parallel 6] [--force]
+
 Each row runs the user-facing tools (tools/train.py,
 tools/deployment/export_compressed.py, tools/test.py) in subprocesses,
 once per seed; then every row's first seed is timed in one process
@@ -84,7 +94,9 @@ class Row:
 def load_experiment(path: str) -> Dict[str, Any]:
     """The public names of an experiment file (plain data)."""
     data = runpy.run_path(path)
-    missing = {'config', 'datasets', 'rows'} - set(data)
+    need = {'tables', 'entries', 'plan', 'device'} if 'tables' in data \
+        else {'config', 'datasets', 'rows'}
+    missing = need - set(data)
     if missing:
         raise ValueError(f'{path}: an experiment sets {sorted(missing)}')
     return {k: v for k, v in data.items() if not k.startswith('_')}
@@ -198,10 +210,13 @@ def per_class(test_log: str) -> Dict[str, float]:
     return rows
 
 
-def _run(args: Sequence[str], log: str) -> None:
+def _run(args: Sequence[str], log: str,
+         prefix: Sequence[str] = ()) -> None:
+    """``python ARGS`` in the repository (after ``prefix``, e.g. a
+    ``taskset``), its output added to ``log``."""
     with open(log, 'a') as f:  # a resumed training adds to its log
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f,
-                              stderr=subprocess.STDOUT)
+        proc = subprocess.run([*prefix, sys.executable, *args], cwd=REPO,
+                              stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode:
         raise RuntimeError(f'{" ".join(args)} failed; see {log}')
 
@@ -403,12 +418,290 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
     return text
 
 
+def _with_smoke(options: Sequence[str], smoke: Dict) -> List[str]:
+    """A table's benchmark options with the smoke run's sizes and counts
+    in place of its own."""
+    out, i = [], 0
+    while i < len(options):
+        key = options[i]
+        if key in smoke:
+            out += [key, *smoke[key]]
+            i += 1 + len(smoke[key])
+        else:
+            out.append(key)
+            i += 1
+    return out
+
+
+def table_steps(experiment: Dict, smoke: bool = False) -> Dict[str, Dict]:
+    """Every table as what the benchmark tool runs: ``entries`` (specs),
+    ``labels``, ``options`` (the setting: shape, batch, part, counts),
+    ``rows`` (options that add rows: ``--flops-target``, ``--reducers``,
+    ``--bound``) and ``compiled``."""
+    device = experiment['smoke']['device'] if smoke else experiment['device']
+    steps = {}
+    for name, table in experiment['tables'].items():
+        labels = [k for k in table['entries'] if device == 'cuda'
+                  or k not in experiment.get('cuda_only', ())]
+        options = list(table['options'])
+        if smoke:
+            options = _with_smoke(options, experiment['smoke']['options'])
+        setting, rows, i = [], [], 0
+        while i < len(options):
+            if options[i] == '--bound':
+                rows.append(options[i])
+                i += 1
+            elif options[i] in ('--flops-target', '--reducers'):
+                j = i + 1
+                while j < len(options) and not options[j].startswith('--'):
+                    j += 1
+                rows += options[i:j]
+                i = j
+            else:
+                setting.append(options[i])
+                i += 1
+        steps[name] = dict(
+            entries=[experiment['entries'][k] for k in labels],
+            labels=labels, options=setting, rows=rows,
+            compiled=name.startswith('c_'), device=device)
+    return steps
+
+
+def benchmark_command(step: Dict, experiment: Dict, out_dir: str, name: str,
+                      smoke: bool = False) -> List[str]:
+    """The benchmark tool's arguments that measure one table."""
+    extra = list(experiment.get('options', []))
+    if step['compiled']:
+        extra.append('--compile')
+        if smoke:
+            extra += experiment['smoke'].get('compile_options', [])
+    return ['tools/analysis_tools/benchmark.py', *step['entries'],
+            '--labels', *step['labels'], *step['options'], *step['rows'],
+            *extra, '--device', step['device'], '--out-dir', out_dir,
+            '--name', name]
+
+
+def warm_commands(step: Dict, experiment: Dict, warm_dir: str, name: str,
+                  smoke: bool = False) -> List[List[str]]:
+    """One short compiled run per row of a compiled table, each in a
+    process of its own: inductor's caches are on disk, so the table then
+    finds its graphs compiled (a minute or more each)."""
+    setting = [o for o in step['options']
+               if o not in ('--warmup', '--repeats')]
+    setting = _with_smoke(setting, {'--warmup': [], '--repeats': []})
+    extra = ['--amp'] if '--amp' in experiment.get('options', []) else []
+    if smoke:
+        extra += experiment['smoke'].get('compile_options', [])
+    base = [*setting, *extra, '--compile', '--device', step['device'],
+            '--out-dir', warm_dir, '--warmup', '1', '--repeats', '1']
+    commands = [['tools/analysis_tools/benchmark.py', entry, *base,
+                 '--name', f'{name}-{i}']
+                for i, entry in enumerate(step['entries'])]
+    if '--reducers' in step['rows']:
+        at = step['rows'].index('--reducers')
+        target = step['rows'][step['rows'].index('--flops-target') + 1]
+        for kind in step['rows'][at + 1:]:
+            if kind.startswith('--'):
+                break
+            commands.append([
+                'tools/analysis_tools/benchmark.py', step['entries'][0],
+                *base, '--flops-target', target, '--reducers', kind,
+                '--name', f'{name}-{kind}'])
+    return commands
+
+
+def make_test_inputs(work: str, count: int, specs: Dict[str, str]) -> str:
+    """ADE20K-layout 512x512 images and labels for tools/test.py, and a
+    random-weight checkpoint per entry; returns the data root."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from cait_mm.analysis.model_from_config import build_model
+    root = osp.join(work, 'ade')
+    rng = np.random.default_rng(0)
+    for sub in ('images', 'annotations'):
+        os.makedirs(osp.join(root, sub, 'validation'), exist_ok=True)
+    for i in range(count):
+        # smooth content (JPEG sizes of photos, not of noise) and regions
+        low = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        img = cv2.resize(low, (512, 512), interpolation=cv2.INTER_CUBIC)
+        label = cv2.resize(rng.integers(1, 151, (8, 8), dtype=np.uint8),
+                           (512, 512), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(f'{root}/images/validation/{i:04d}.jpg', img)
+        cv2.imwrite(f'{root}/annotations/validation/{i:04d}.png', label)
+    for label, spec in specs.items():
+        path = osp.join(work, f'{label}.pth')
+        if not osp.isfile(path):
+            entry = Entry.parse(spec)
+            model = build_model(entry.config, entry.overrides)
+            torch.save(dict(state_dict=model.state_dict(), meta=dict()),
+                       path)
+    return root
+
+
+def test_command(spec: str, checkpoint: str, data_root: str, work_dir: str,
+                 images: int, warmup: int, device_options: Sequence[str]
+                 ) -> List[str]:
+    """tools/test.py compiled, in fp16, on ``images`` generated images,
+    with its speed after ``warmup`` batches."""
+    entry = Entry.parse(spec)
+    return ['tools/test.py', entry.config, checkpoint, '--compile', '--amp',
+            *device_options, '--work-dir', work_dir, '--speed-warmup',
+            str(warmup), '--cfg-options',
+            f'test_dataloader.dataset.data_root={data_root}',
+            'model.pretrained=None',
+            f'test_dataloader.dataset.indices={images}',
+            *(f'{k}={_format(v)}' for k, v in entry.overrides.items())]
+
+
+def test_table(runs: Sequence[Dict], setting: Dict) -> str:
+    """tools/test.py's images/s per entry, as ratios to the first."""
+    lines = [f'tools/test.py --compile --amp, 512x512 images from files, '
+             f'batch 1 | {setting["device_name"]} | {setting["images"]} '
+             f'images, the first {setting["warmup_batches"]} batches left '
+             'out', '', '| model | images/s | speed-up |',
+             '| --- | ---: | ---: |']
+    lines += [f'| {r["name"]} | {r["images_per_s"]:.1f} | '
+              f'{r["speedup"]:.2f}x |' for r in runs]
+    return '\n'.join(lines) + '\n'
+
+
+def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
+               smoke: bool = False, parallel: int = 6, force: bool = False,
+               log=print) -> str:
+    """The experiment's plan: benchmark tables (compiled ones compiled
+    ahead in parallel processes while the eager ones run), tools/test.py
+    runs and the CUDA tests; writes each table's Markdown and JSON (the
+    benchmark's format), ``summary.md``, and returns the summary."""
+    import concurrent.futures
+    import glob
+
+    import torch
+    steps = table_steps(experiment, smoke)
+    plan = experiment['quick' if quick else 'plan']
+    device = experiment['smoke']['device'] if smoke else experiment['device']
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('no CUDA device: this experiment measures the '
+                           'GPU (--smoke checks its plan on the CPU)')
+    work = osp.join(out_dir, 'work')
+    os.makedirs(osp.join(work, 'warm'), exist_ok=True)
+    test = experiment.get('test_py')
+    images = experiment['smoke']['images'] if smoke else test['images']
+    warmup = experiment['smoke']['warmup'] if smoke else test['warmup']
+    compile_options = experiment['smoke'].get('compile_options', []) \
+        if smoke else []
+    specs = {k: experiment['entries'][k] for k in test['entries']}
+
+    def done(name):
+        return not force and osp.isfile(osp.join(out_dir, name))
+
+    def run(args, logfile, prefix=()):
+        try:
+            _run(args, logfile, prefix)
+            return True
+        except RuntimeError as e:
+            log(f'FAILED: {e}')
+            return False
+
+    # the eager tables on two cores, the compiling processes on the rest
+    cores = os.cpu_count() or 1
+    pin = ['taskset', '-c', '0,1'] if cores >= 8 else []
+    pin_rest = ['taskset', '-c', f'2-{cores - 1}'] if cores >= 8 else []
+    warm = []
+    for name in plan:
+        if name == 'test_py' and not done('test_compile.json'):
+            data_root = make_test_inputs(work, images, specs)
+            warm += [test_command(
+                spec, osp.join(work, f'{label}.pth'), data_root,
+                osp.join(work, 'warm', f'test-{label}'), warmup + 2, 1,
+                compile_options) for label, spec in specs.items()]
+        elif name in steps and steps[name]['compiled'] and not done(
+                f'{name}.json'):
+            warm += warm_commands(steps[name], experiment,
+                                  osp.join(work, 'warm'), name, smoke)
+    pool = concurrent.futures.ThreadPoolExecutor(max(parallel, 1))
+    warming = [pool.submit(run, c, osp.join(work, 'warm', f'{i}.log'),
+                           pin_rest) for i, c in enumerate(warm)]
+    log(f'compiling ahead: {len(warm)} processes, {parallel} at a time')
+    warmed = False
+    for name in plan:
+        if not name.startswith('e_') and not warmed:
+            log('waiting for the compiling processes')
+            failed = sum(not f.result() for f in warming)
+            log(f'compiled ahead ({failed} failed: they compile again in '
+                'their tables)')
+            warmed = True
+        if name == 'test_py':
+            if done('test_compile.json'):
+                continue
+            data_root = make_test_inputs(work, images, specs)
+            runs = []
+            for label, spec in specs.items():
+                test_dir = osp.join(work, f'test-{label}')
+                log(f'tools/test.py --compile --amp: {label}')
+                if run(test_command(spec, osp.join(work, f'{label}.pth'),
+                                    data_root, test_dir, images, warmup,
+                                    compile_options),
+                       osp.join(out_dir, f'test_{label}.log')):
+                    runs.append(dict(name=label, **_last_metrics(test_dir)))
+            if runs and runs[0]['name'] == test['entries'][0]:
+                for r in runs:
+                    r['speedup'] = r['images_per_s'] / runs[0][
+                        'images_per_s']
+                setting = dict(
+                    tool='tools/test.py --compile --amp', device=device,
+                    device_name=torch.cuda.get_device_name()
+                    if device == 'cuda' else 'cpu', mode='compiled',
+                    images=images, warmup_batches=warmup, shape=[512, 512],
+                    batch_size=1, torch=torch.__version__)
+                with open(osp.join(out_dir, 'test_compile.json'), 'w') as f:
+                    json.dump(dict(setting=setting, results=runs), f,
+                              indent=2)
+                with open(osp.join(out_dir, 'test_compile.md'), 'w') as f:
+                    f.write(test_table(runs, setting))
+            continue
+        if done(f'{name}.json'):
+            log(f'{name}: in {out_dir} already')
+            continue
+        log(f'table {name}')
+        args = benchmark_command(steps[name], experiment, out_dir, name,
+                                 smoke)
+        run(args, osp.join(out_dir, f'{name}.log'), () if warmed else pin)
+    pool.shutdown()
+    if device == 'cuda' and not done('cuda_tests.txt'):
+        run(['-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+             *experiment.get('cuda_tests', [])],
+            osp.join(out_dir, 'cuda_tests.txt'))
+    lines = []
+    for path in sorted(glob.glob(osp.join(out_dir, '[ec]_*.json'))) + \
+            glob.glob(osp.join(out_dir, 'test_compile.json')):
+        with open(path) as f:
+            data = json.load(f)
+        lines.append(f'- {osp.basename(path)[:-5]}: ' + ', '.join(
+            f'{r["name"]} {r["speedup"]:.2f}x' for r in data['results']))
+    summary = '\n'.join(lines) + '\n'
+    with open(osp.join(out_dir, 'summary.md'), 'w') as f:
+        f.write(summary)
+    return summary
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('experiment', help='an experiment file')
-    parser.add_argument('--dataset', required=True)
-    parser.add_argument('--data-root', required=True,
-                        help='converted dataset (mmseg layout)')
+    parser.add_argument('--dataset', help='rows: the dataset')
+    parser.add_argument('--data-root',
+                        help='rows: the converted dataset (mmseg layout)')
+    parser.add_argument('--out-dir', help='tables: where they are written '
+                        '(default: work_dirs/EXPERIMENT)')
+    parser.add_argument('--quick', action='store_true',
+                        help='tables: the shorter plan')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tables: the plan tiny, on the CPU')
+    parser.add_argument('--parallel', type=int, default=6,
+                        help='tables: compiling processes at a time')
+    parser.add_argument('--force', action='store_true',
+                        help='tables: measure the tables already written')
     parser.add_argument('--work-dir', help='default: work_dirs/real_DATASET')
     parser.add_argument('--rows', nargs='+', help='subset of the rows')
     parser.add_argument('--no-skip', action='store_true',
@@ -425,6 +718,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     experiment = load_experiment(args.experiment)
+    if 'tables' in experiment:
+        out_dir = args.out_dir or osp.join('work_dirs', osp.splitext(
+            osp.basename(args.experiment))[0])
+        print(run_tables(experiment, osp.abspath(out_dir), args.quick,
+                         args.smoke, args.parallel, args.force))
+        return
+    if not (args.dataset and args.data_root):
+        raise SystemExit(f'{args.experiment} has rows: give --dataset and '
+                         '--data-root')
     rows = rows_for(experiment, args.dataset)
     if args.rows:
         unknown = set(args.rows) - {r.name for r in rows}
