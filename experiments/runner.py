@@ -418,19 +418,24 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
     return text
 
 
-def _with_smoke(options: Sequence[str], smoke: Dict) -> List[str]:
-    """A table's benchmark options with the smoke run's sizes and counts
-    in place of its own."""
-    out, i = [], 0
-    while i < len(options):
-        key = options[i]
-        if key in smoke:
-            out += [key, *smoke[key]]
-            i += 1 + len(smoke[key])
+def _parse_options(options: Sequence[str]) -> Dict[str, List[str]]:
+    """``['--shape', '64', '64', '--bound']`` as ``{'--shape': ['64',
+    '64'], '--bound': []}`` (in order)."""
+    parsed: Dict[str, List[str]] = {}
+    for item in options:
+        if item.startswith('--'):
+            parsed[item] = []
         else:
-            out.append(key)
-            i += 1
-    return out
+            parsed[next(reversed(parsed))].append(item)
+    return parsed
+
+
+def _join_options(parsed: Dict[str, List[str]]) -> List[str]:
+    return [x for key, values in parsed.items() for x in (key, *values)]
+
+
+#: benchmark options that add rows to a table, not set how it is measured
+ROW_OPTIONS = ('--bound', '--flops-target', '--reducers')
 
 
 def table_steps(experiment: Dict, smoke: bool = False) -> Dict[str, Dict]:
@@ -443,26 +448,18 @@ def table_steps(experiment: Dict, smoke: bool = False) -> Dict[str, Dict]:
     for name, table in experiment['tables'].items():
         labels = [k for k in table['entries'] if device == 'cuda'
                   or k not in experiment.get('cuda_only', ())]
-        options = list(table['options'])
+        options = _parse_options(table['options'])
         if smoke:
-            options = _with_smoke(options, experiment['smoke']['options'])
-        setting, rows, i = [], [], 0
-        while i < len(options):
-            if options[i] == '--bound':
-                rows.append(options[i])
-                i += 1
-            elif options[i] in ('--flops-target', '--reducers'):
-                j = i + 1
-                while j < len(options) and not options[j].startswith('--'):
-                    j += 1
-                rows += options[i:j]
-                i = j
-            else:
-                setting.append(options[i])
-                i += 1
+            options.update({k: list(v) for k, v in
+                            experiment['smoke']['options'].items()
+                            if k in options})
         steps[name] = dict(
             entries=[experiment['entries'][k] for k in labels],
-            labels=labels, options=setting, rows=rows,
+            labels=labels,
+            options=_join_options({k: v for k, v in options.items()
+                                   if k not in ROW_OPTIONS}),
+            rows=_join_options({k: v for k, v in options.items()
+                                if k in ROW_OPTIONS}),
             compiled=name.startswith('c_'), device=device)
     return steps
 
@@ -486,27 +483,22 @@ def warm_commands(step: Dict, experiment: Dict, warm_dir: str, name: str,
     """One short compiled run per row of a compiled table, each in a
     process of its own: inductor's caches are on disk, so the table then
     finds its graphs compiled (a minute or more each)."""
-    setting = [o for o in step['options']
-               if o not in ('--warmup', '--repeats')]
-    setting = _with_smoke(setting, {'--warmup': [], '--repeats': []})
+    setting = _parse_options(step['options'])
+    setting.update({'--warmup': ['1'], '--repeats': ['1']})
     extra = ['--amp'] if '--amp' in experiment.get('options', []) else []
     if smoke:
         extra += experiment['smoke'].get('compile_options', [])
-    base = [*setting, *extra, '--compile', '--device', step['device'],
-            '--out-dir', warm_dir, '--warmup', '1', '--repeats', '1']
+    base = [*_join_options(setting), *extra, '--compile', '--device',
+            step['device'], '--out-dir', warm_dir]
     commands = [['tools/analysis_tools/benchmark.py', entry, *base,
                  '--name', f'{name}-{i}']
                 for i, entry in enumerate(step['entries'])]
-    if '--reducers' in step['rows']:
-        at = step['rows'].index('--reducers')
-        target = step['rows'][step['rows'].index('--flops-target') + 1]
-        for kind in step['rows'][at + 1:]:
-            if kind.startswith('--'):
-                break
-            commands.append([
-                'tools/analysis_tools/benchmark.py', step['entries'][0],
-                *base, '--flops-target', target, '--reducers', kind,
-                '--name', f'{name}-{kind}'])
+    rows = _parse_options(step['rows'])
+    for kind in rows.get('--reducers', []):  # a process per matched row
+        commands.append([
+            'tools/analysis_tools/benchmark.py', step['entries'][0], *base,
+            '--flops-target', *rows['--flops-target'], '--reducers', kind,
+            '--name', f'{name}-{kind}'])
     return commands
 
 
@@ -586,7 +578,7 @@ def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
                            'GPU (--smoke checks its plan on the CPU)')
     work = osp.join(out_dir, 'work')
     os.makedirs(osp.join(work, 'warm'), exist_ok=True)
-    test = experiment.get('test_py')
+    test = experiment.get('test_py') or dict(entries=[], images=0, warmup=0)
     images = experiment['smoke']['images'] if smoke else test['images']
     warmup = experiment['smoke']['warmup'] if smoke else test['warmup']
     compile_options = experiment['smoke'].get('compile_options', []) \
