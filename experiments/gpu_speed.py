@@ -75,18 +75,10 @@ tables = {
                                options=_upernet + _peers_512),
     'c_upernet_s_512_b8_quick': dict(entries=_upernet_rows[:5],
                                      options=_upernet),
-    'e_deit_b_512_b8_backbone': dict(
+    **{f'{mode}_deit_b_512_b8_{part}': dict(
         entries=['deit-b', 'atme-b', 'atme-few-b'],
-        options=['--part', 'backbone'] + _b512),
-    'c_deit_b_512_b8_backbone': dict(
-        entries=['deit-b', 'atme-b', 'atme-few-b'],
-        options=['--part', 'backbone'] + _b512),
-    'e_deit_b_512_b8_model': dict(
-        entries=['deit-b', 'atme-b', 'atme-few-b'],
-        options=['--part', 'model'] + _b512),
-    'c_deit_b_512_b8_model': dict(
-        entries=['deit-b', 'atme-b', 'atme-few-b'],
-        options=['--part', 'model'] + _b512),
+        options=['--part', part] + _b512)
+       for mode in 'ec' for part in ('backbone', 'model')},
     'e_deit_s_224_b64': dict(
         entries=['deit-s', 'atme', 'atme-few-224', 'atme-triton'],
         options=['--bound', '--batch-size', '64'] + _s224 + _peers_224),
