@@ -99,7 +99,7 @@ def matched(kind: str, target: float) -> Dict[str, Any]:
     """The settings of reducer ``kind`` for ``target`` block FLOPs of the
     CPU recipe's DeiT-T at its 512x512 test size (tools/analysis_tools/match_flops.py):
     ToMe by its size-independent ``ratio``, TPS and EViT by keep ratio,
-    ATME by schedule."""
+    ATME and ATMEAdaptive by schedule."""
     knob = dict(knob='ratio') if kind == 'ToMe' else {}
     return TOKEN_REDUCERS[kind].for_flops(target, TEST_GRID, 12, 192, **knob)
 
@@ -111,7 +111,7 @@ LONG = {'train_cfg.max_iters': 1200, 'train_cfg.val_interval': 1200,
 # DeiT-T at 512x512: 32x32 patches; the ATME preset's block FLOPs there
 TEST_GRID = (32, 32)
 PRESET = schedule_flops('deit-t', TEST_GRID, 192, 12)
-PEERS = ('ATME', 'TPS', 'ToMe', 'EViT')
+PEERS = ('ATME', 'ATMEAdaptive', 'TPS', 'ToMe', 'EViT')
 
 
 def cpu_rows(dataset: str) -> List[Row]:
@@ -197,7 +197,9 @@ def cpu_rows(dataset: str) -> List[Row]:
         Row('evit', c.format('evit_t'),
             f'EViT at the preset\'s {PRESET:.0%} block FLOPs, trained'),
     ]
-    for kind, name in (('TPS', 'tps-matched'), ('ToMe', 'tome'),
+    # ATMEAdaptive runs the preset's counts (its for_flops is ATME's)
+    for kind, name in (('ATMEAdaptive', 'atme-adaptive'),
+                       ('TPS', 'tps-matched'), ('ToMe', 'tome'),
                        ('EViT', 'evit')):
         rows.append(Row(
             f'{name}-training-free', c.format('deit_t'),

@@ -67,8 +67,8 @@ def matched_entries(config: str, shape: Tuple[int, int], target: float,
     reducer set for ``target`` block FLOPs (a fraction of the dense
     backbone's) at ``shape``: rows compared at equal FLOPs.
 
-    Each reducer tunes its own knob (``TokenReducer.for_flops``): ATME its
-    schedule, ToMe ``r``, TPS and EViT their keep ratio.
+    Each reducer tunes its own knob (``TokenReducer.for_flops``): ATME and
+    ATMEAdaptive their schedule, ToMe ``r``, TPS and EViT their keep ratio.
     """
     from mmengine.config import Config
     backbone = Config.fromfile(config).model.backbone

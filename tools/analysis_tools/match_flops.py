@@ -1,13 +1,14 @@
 """Token reducers at equal FLOPs: each one's setting for a block-FLOPs target.
 
     python tools/analysis_tools/match_flops.py --target 0.5 [--arch deit-s]
-        [--shape 512 512] [--reducers ATME TPS ToMe EViT]
+        [--shape 512 512] [--reducers ATME ATMEAdaptive TPS ToMe EViT]
 
 For every reducer, the config (ready for ``model.backbone.token_reducer``)
 whose analytic block FLOPs are the closest to TARGET, a fraction of the
 dense ViT's (ATME: at most the target; the others: within a few tenths of a
 percent), and the patch tokens after each block. Each reducer tunes one
-knob: ATME its schedule, ToMe ``r``, TPS and EViT their keep ratio.
+knob: ATME and ATMEAdaptive their schedule, ToMe ``r``, TPS and EViT their
+keep ratio.
 ``tools/analysis_tools/benchmark.py CONFIG --flops-target TARGET`` times the same rows.
 """
 import argparse
@@ -25,7 +26,8 @@ def parse_args():
                         metavar=('H', 'W'))
     parser.add_argument('--patch-size', type=int, default=16)
     parser.add_argument('--reducers', nargs='+',
-                        default=['ATME', 'TPS', 'ToMe', 'EViT'],
+                        default=['ATME', 'ATMEAdaptive', 'TPS', 'ToMe',
+                                 'EViT'],
                         choices=sorted(TOKEN_REDUCERS))
     return parser.parse_args()
 
