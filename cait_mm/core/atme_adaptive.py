@@ -12,9 +12,13 @@ image compete for those merges:
   its anchor and the patch above it: a horizontal and a vertical neighbour,
   both 4-connected to it, both with an earlier anchor. Two tables of
   constant shape (``(B, N, 2)``) replace ToMe's all-pairs matrix.
-- **Choice.** A token's score is the key cosine (averaged over heads, as
-  ToMe) with the better of its two candidates; the ``r`` best-scoring
-  tokens of the whole image merge into that candidate, size-weighted.
+- **Choice.** A merge costs what it adds to the within-group squared error
+  of the unit keys (mean over heads, as ToMe), Ward's criterion:
+  ``s_u s_v / (s_u + s_v) * (1 - cos)`` for sizes ``s``. Each token picks
+  its cheaper candidate; the ``r`` cheapest tokens of the whole image merge
+  into theirs, size-weighted. (By cosine alone, a large group's smooth mean
+  key looks like all its neighbours and it swallows them one after the
+  other: a few huge groups across edges and many single patches.)
 - **No conflicts, no host sync.** A token may merge into a token that
   merges too; since merges always point to earlier anchors, these chains
   end at a token that stays, found by pointer doubling in
@@ -22,8 +26,8 @@ image compete for those merges:
   any ``r`` below the token count (ToMe's bipartite split needs
   ``r <= N / 2``; a bipartite split restricted to neighbours cannot promise
   any ``r`` once groups have grown), and every merged group is a connected
-  patch group (a tree of neighbour merges each at least as similar as the
-  ``r``-th best). Groups grow over uniform regions and leave edges alone.
+  patch group (a tree of neighbour merges, each at most as costly as the
+  ``r``-th). Groups grow over uniform regions and leave edges alone.
 - **Restoration** is the source map every reducer keeps
   (:meth:`~.token_state.TokenState.restore`): one gather.
 - **Padded batches.** An image merges the count its own content grid gets
@@ -112,6 +116,28 @@ def candidate_similarity(metric: Tensor, cand: Tensor) -> Tensor:
     return sim.masked_fill(cand == itself, float('-inf'))
 
 
+def ward_score(sim: Tensor, size: Tensor, cand: Tensor) -> Tensor:
+    """Merge scores that weigh the cosine by the sizes (Ward's criterion):
+    ``-(s_u s_v / (s_u + s_v)) (1 - cos)``, minus the growth of the
+    within-group squared error of unit keys if ``u`` and ``v`` merge.
+
+    A plain cosine lets a large group, whose mean key is smooth, look
+    similar to all its neighbours and absorb them one after the other; the
+    size weight makes merging two small similar tokens cheaper than
+    growing a large group further. Identical tokens still score 0, the
+    best.
+
+    Args:
+        sim (Tensor): ``(B, N, 2)``, :func:`candidate_similarity`.
+        size (Tensor): ``(B, N)`` token sizes.
+        cand (Tensor): ``(B, N, 2)``, :func:`candidates`.
+    """
+    B, N, _ = sim.shape
+    near = size.gather(1, cand.view(B, -1)).view(B, N, 2)
+    own = size.unsqueeze(-1)
+    return (sim - 1) * (own * near / (own + near))
+
+
 def resolve_chains(target: Tensor, steps: int) -> Tensor:
     """Follow ``target`` (``(B, N)``, a token per token, itself for tokens
     that stay) ``2**steps`` times: pointer doubling. A chain of merges
@@ -162,33 +188,38 @@ def plan_merges(score: Tensor, target: Tensor, merges: Sequence[int],
     R = max(merges)
     order = score.argsort(dim=-1, descending=True, stable=True)
     src = order[:, :R]
-    if min(merges) < R:  # padded batch: image b merges its own merges[b]
-        key = ('atme_adaptive_ranks', tuple(merges), R, device)
-        merging = shape_cached(key, lambda: torch.arange(
-            R, device=device)[None] < torch.tensor(merges, device=device)[
-                :, None])
-        src = torch.where(merging, src, order[:, R:R + 1])
-        merging = merging.long()
-    else:
-        merging = None
     itself = shape_cached(('atme_adaptive_arange', B, N, device),
                           lambda: torch.arange(N, device=device).expand(B, N))
-    step = target.gather(1, src)
-    if merging is not None:  # the repeated staying token points at itself
-        step = torch.where(merging.bool(), step, src)
-    dest = resolve_chains(itself.scatter(1, src, step),
-                          doubling_steps(R))
+    new_index = shape_cached(
+        ('atme_adaptive_arange', B, num_out, device),
+        lambda: torch.arange(num_out, device=device).expand(B, num_out))
+    if pad is None and min(merges) == R:
+        dest = resolve_chains(itself.scatter(1, src, target.gather(1, src)),
+                              doubling_steps(R))
+        # the staying tokens in their order (R = N - num_out here)
+        kept = order[:, R:].sort(dim=-1).values
+        moved = torch.empty_like(itself).scatter_(1, kept, new_index)
+        return MergePlan(src, dest, kept, moved.gather(1, dest))
+
+    # padded batch: image b merges its own merges[b]; the others of the R
+    # slots repeat a staying token, which merges into itself
+    merging = shape_cached(
+        ('atme_adaptive_ranks', tuple(merges), R, device),
+        lambda: torch.arange(R, device=device)[None] < torch.tensor(
+            merges, device=device)[:, None])
+    src = torch.where(merging, src, order[:, R:R + 1])
+    step = torch.where(merging, target.gather(1, src), src)
+    dest = resolve_chains(itself.scatter(1, src, step), doubling_steps(R))
     # new order: each image's staying content tokens in their order, then
     # anything (padding rows, masked by attention)
-    gone = torch.zeros_like(score, dtype=torch.bool).scatter_(
-        1, src, True) if merging is None else (dest != itself)
+    gone = dest != itself
     if pad is not None:
         gone = gone | pad
     later = shape_cached(('atme_adaptive_later', B, N, device),
                          lambda: itself + N)
     order = torch.where(gone, later, itself).argsort(dim=-1)[:, :num_out]
-    moved = torch.full_like(itself, num_out - 1).scatter_(
-        1, order, itself[:, :num_out])
+    moved = torch.full_like(itself, num_out - 1).scatter_(1, order,
+                                                          new_index)
     return MergePlan(src, dest, order, moved.gather(1, dest))
 
 
@@ -287,6 +318,8 @@ class ATMEAdaptive(TokenReducer):
                 1e-12)
             cand = candidates(state.source, state.grid_size, B, N, device)
             sim = candidate_similarity(metric, cand)
+            if state.size is not None:
+                sim = ward_score(sim, state.size, cand)
             score, side = sim.max(dim=-1)
             pad = state.padding_mask()
             if pad is not None:
@@ -309,7 +342,9 @@ class ATMEAdaptive(TokenReducer):
         dest = plan.moved.gather(1, plan.src)  # (B, R) new index
         new_size = size.new_zeros(B, num_out).scatter_add_(1, plan.moved,
                                                            size)
-        weight = size.gather(1, plan.src) / new_size.gather(1, dest)
+        weight = new_size.gather(1, dest)
+        weight = weight.reciprocal() if state.size is None else \
+            size.gather(1, plan.src) / weight
         if padded:  # a repeated staying token merges into itself: no-op
             weight = torch.where(plan.dest.gather(1, plan.src) != plan.src,
                                  weight, 0.)

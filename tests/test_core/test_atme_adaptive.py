@@ -246,10 +246,10 @@ def test_a_tiny_upernet_runs_with_it_as_a_config_override():
 
 # the issue's budget: a merge within 1.2x of an ATME merge's operators
 BUDGET_VS_ATME = 1.2
-# what a merge takes today (top-level ops, kernels): the pointer doubling
-# (ceil(log2 r) gathers) and the anchor/candidate lookups ATME's strided
-# pairs do without; a guard against regressions
-MERGE_OPS = (70, 60)
+# what a merge takes today (top-level ops, kernels; 224x224, r = 42 to
+# 98): the pointer doubling (ceil(log2 r) gathers), the anchor, candidate
+# and size lookups ATME's strided pairs do without; a regression guard
+MERGE_OPS = (73, 60)
 
 
 def _merge_ops(reducer):
@@ -271,9 +271,10 @@ def test_a_merge_stays_within_todays_operator_counts():
         assert 'aten::nonzero' not in ops.by_name
 
 
-@pytest.mark.xfail(strict=True, reason='issue #28: ATMEAdaptive merges take '
-                   'about 1.7x the top-level ops and 2.6x the kernels of an '
-                   'ATME merge (pointer doubling, candidate lookups)')
+@pytest.mark.xfail(strict=True, reason='issue #28: an ATMEAdaptive merge '
+                   'takes 1.7-1.9x the top-level ops and 2.5-2.7x the '
+                   'kernels of an ATME merge (pointer doubling, candidate '
+                   'and size lookups)')
 def test_a_merge_is_within_1_2x_of_an_atme_merge():
     atme = _merge_ops(dict(type='ATME', schedule='deit-s'))
     ours = _merge_ops(dict(type='ATMEAdaptive', schedule='deit-s'))
