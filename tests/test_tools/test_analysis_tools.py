@@ -119,6 +119,8 @@ def test_match_flops_prints_every_reducer_at_the_target():
                      '512', '512'])
     out = proc.stdout
     for line in ("ATME: token_reducer={'type': 'ATME', 'schedule': ",
+                 "ATMEAdaptive: token_reducer={'type': 'ATMEAdaptive', "
+                 "'schedule': ",
                  "ToMe: token_reducer={'type': 'ToMe', 'r': 113}",
                  "TPS: token_reducer={'type': 'TPS', 'keep_ratio': ",
                  "EViT: token_reducer={'type': 'EViT', 'keep_ratio': "):
@@ -126,5 +128,7 @@ def test_match_flops_prints_every_reducer_at_the_target():
     fractions = [float(line.split()[2].rstrip(';'))
                  for line in out.splitlines()
                  if line.startswith('  block FLOPs')]
-    assert len(fractions) == 4
+    assert len(fractions) == 5
     assert all(abs(f - 0.35) <= 0.0105 for f in fractions)
+    # ATMEAdaptive runs ATME's counts: the same block FLOPs
+    assert fractions[0] == fractions[1]
