@@ -76,16 +76,19 @@ def test_benchmark_whole_model(tmp_path, part):
     assert 'demo_tiny' in proc.stdout
 
 
-def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
+@pytest.mark.parametrize('kind', ['ATME', 'ATMEAdaptive'])
+def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data,
+                                                   kind):
     image = osp.join(demo_data, 'images/validation/demo_00000.jpg')
     out = tmp_path / 'merge.png'
     proc = run_tool([
         'tools/analysis_tools/visualize_merge.py', CONFIG, image, '--blocks', '0', '1', '3',
         '--out',
-        str(out), '--cfg-options', *ATME
+        str(out), '--cfg-options',
+        *[o.replace('=ATME', f'={kind}') for o in ATME]
     ])
     # 64x64 image: 4x4 patches; each row merges round(0.5 * 2) = 1 pair,
-    # then each column 1 pair
+    # then each column 1 pair (ATMEAdaptive: as many merges, anywhere)
     assert 'block 0 12 tokens, block 1 9 tokens, block 3 9 tokens' in \
         proc.stdout
     panels = cv2.imread(str(out))
