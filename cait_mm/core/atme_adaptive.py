@@ -287,8 +287,10 @@ class ATMEAdaptive(TokenReducer):
         else:  # unpadded, off the grid: replay the schedule
             shapes = grid_shapes(
                 [(b, d, r) for b, (d, r) in self.schedule.items()],
-                state.grid_size, self.num_layers)
+                tuple(int(n) for n in state.grid_size), self.num_layers)
             before = [shapes[block_index]]
+        # host ints, also where a tracer hands out shapes as tensors
+        before = [(int(h), int(w)) for h, w in before]
         after = [(h - num_merges(ratio, h), w) if direction == 'v' else
                  (h, w - num_merges(ratio, w)) for h, w in before]
         return before, after

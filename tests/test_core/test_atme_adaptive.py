@@ -281,3 +281,18 @@ def test_a_merge_is_within_1_2x_of_an_atme_merge():
     for a, o in zip(atme, ours):
         assert o.top_level <= BUDGET_VS_ATME * a.top_level
         assert o.kernels <= BUDGET_VS_ATME * a.kernels
+
+
+def test_flops_counted_by_tracing_are_atmes():
+    """The FLOPs count traces the model (shapes become tensors there): the
+    counts stay host ints, and the blocks cost what ATME's do."""
+    from cait_mm.analysis.complexity import count_flops
+    from cait_mm.models import CAITViT
+    flops = {}
+    for kind in ('ATME', 'ATMEAdaptive'):
+        model = CAITViT(arch=dict(embed_dims=32, num_layers=12, num_heads=2,
+                                  mlp_ratio=2.), out_indices=(11, ),
+                        token_reducer=dict(type=kind,
+                                           schedule='deit-s')).eval()
+        flops[kind], _ = count_flops(model, (torch.randn(1, 3, 224, 224), ))
+    assert abs(flops['ATMEAdaptive'] - flops['ATME']) <= 0.01 * flops['ATME']
