@@ -15,6 +15,8 @@ VARIANTS = {
     # the bias folded into the heads, as on CUDA (for FlashAttention)
     'atme-fold': dict(token_reducer=dict(type='ATME', schedule=MERGE),
                       attn_bias_mode='fold'),
+    'atme-adaptive': dict(token_reducer=dict(type='ATMEAdaptive',
+                                             schedule=MERGE)),
     'tps': dict(token_reducer=dict(type='TPS', blocks=(0, 1),
                                    keep_ratio=.6)),
     'tome': dict(token_reducer=dict(type='ToMe', r=4)),

@@ -22,7 +22,7 @@ def test_every_token_reducer_is_registered_by_the_core_alone():
             'print(sorted(core.TOKEN_REDUCERS))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout
-    assert out.strip() == ("['ATME', 'EViT', 'TPS', 'ToMe', "
+    assert out.strip() == ("['ATME', 'ATMEAdaptive', 'EViT', 'TPS', 'ToMe', "
                            "'TokenCountBound']")
 
 

@@ -1,5 +1,6 @@
 """Compression core: plain PyTorch (and timm layers), no OpenMMLab import."""
 from .atme import ATME
+from .atme_adaptive import ATMEAdaptive
 from .cdcp import (block_widths, channel_groups, compact_block,
                    parse_channel_prune, ramp_ratio)
 from .compactor import ChannelGroup
@@ -18,7 +19,8 @@ from .vit_layers import (Attention, AttentionInfo, Block, Mlp, attention_dtype,
                          check_channel_groups)
 
 __all__ = [
-    'ATME', 'Attention', 'AttentionInfo', 'Block', 'ChannelGroup',
+    'ATME', 'ATMEAdaptive', 'Attention', 'AttentionInfo', 'Block',
+    'ChannelGroup',
     'CompressionSpec', 'EViT', 'FlopsMatch', 'KeepScorePredictor', 'Mlp',
     'TOKEN_REDUCERS', 'TPS', 'ToMe', 'TokenCountBound', 'TokenReducer',
     'TokenState', 'attention_dtype', 'block_flops_fraction',

@@ -42,7 +42,9 @@ class TokenState:
         valid_shape (tuple, optional): Per image, the current ``(h, w)``
             of its real content in a padded batch, as host ints: the
             top-left ``h x w`` tokens of the grid; the rest is padding, which
-            attention ignores. ``None`` when nothing is padded.
+            attention ignores. Off the grid (``shape`` ``None``,
+            ATMEAdaptive), the content is the first ``h * w`` tokens.
+            ``None`` when nothing is padded.
         device (torch.device, optional): Where the padding mask is built
             (padded batches).
     """
@@ -74,9 +76,17 @@ class TokenState:
             device=device)
 
     def padding_mask(self) -> Optional[Tensor]:
-        """``(B, N)`` bool, True for padding tokens; needs a grid."""
+        """``(B, N)`` bool, True for padding tokens (off the grid, ``N``
+        comes from the sizes)."""
         if self.valid_shape is None:
             return None
+        if self.shape is None:
+            counts = tuple(h * w for h, w in self.valid_shape)
+            N = self.size.shape[1]
+            return shape_cached(
+                ('padding_count', counts, N, self.device),
+                lambda: torch.arange(N, device=self.device)[None] >=
+                torch.tensor(counts, device=self.device)[:, None])
         return shape_cached(
             ('padding_mask', self.valid_shape, self.shape, self.device),
             lambda: ~content_mask(self.valid_shape, self.shape,

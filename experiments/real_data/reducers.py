@@ -60,14 +60,20 @@ rows = [
          description='dense checkpoint, ToMe at {preset:.0%} block FLOPs at '
          'test time', test_reducer=dict(type='ToMe', flops='preset',
                                         knob='ratio')),
+    # ATMEAdaptive: ATME's token counts, merges placed by content
+    dict(name='atme-adaptive-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ATMEAdaptive (deit-t counts) at '
+         'test time', test_reducer=dict(type='ATMEAdaptive',
+                                        schedule='deit-t')),
     dict(name='evit-training-free', model='deit_t', reuse='dense',
          description='dense checkpoint, EViT at {preset:.0%} block FLOPs at '
          'test time', test_reducer=dict(type='EViT', flops='preset')),
 ] + [
-    dict(name=f'{kind.lower()}-35-training-free', model='deit_t',
+    dict(name=f'{name}-35-training-free', model='deit_t',
          reuse='dense', description=f'dense checkpoint, {kind} at 35% block '
          'FLOPs at test time',
          test_reducer=dict(type=kind, flops=0.35,
                            **(dict(knob='ratio') if kind == 'ToMe' else {})))
-    for kind in ('ATME', 'TPS', 'ToMe', 'EViT')
+    for kind, name in (('ATME', 'atme'), ('ATMEAdaptive', 'atme-adaptive'),
+                       ('TPS', 'tps'), ('ToMe', 'tome'), ('EViT', 'evit'))
 ]

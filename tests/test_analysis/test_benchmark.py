@@ -66,9 +66,10 @@ def test_matched_entries_set_each_reducer_for_the_flops_target():
     from cait_mm.core import build_token_reducer
     config = osp.join(REPO, 'configs/upernet/upernet_cait_s_ade20k.py')
     entries = matched_entries(config, (224, 224), 0.5,
-                              ['ATME', 'TPS', 'ToMe', 'EViT'])
+                              ['ATME', 'ATMEAdaptive', 'TPS', 'ToMe',
+                               'EViT'])
     assert [e.name.split(' ')[0] for e in entries] == [
-        'dense', 'ATME', 'TPS', 'ToMe', 'EViT']
+        'dense', 'ATME', 'ATMEAdaptive', 'TPS', 'ToMe', 'EViT']
     assert entries[0].overrides == {}
     for entry in entries[1:]:
         cfg = dict(entry.overrides['model.backbone.token_reducer'])

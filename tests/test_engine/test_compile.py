@@ -21,8 +21,8 @@ from ..conftest import REPO
 
 # the list (ToMe and EViT trace alike: the ONNX tests export them),
 # and ATME with the bias folded into the heads, CUDA's path
-COMPILED = ('atme-fold', 'atme-line', 'atme-token', 'cdcp-exported', 'dense',
-            'tps')
+COMPILED = ('atme-adaptive', 'atme-fold', 'atme-line', 'atme-token',
+            'cdcp-exported', 'dense', 'tps')
 
 
 @pytest.mark.parametrize('name', COMPILED)

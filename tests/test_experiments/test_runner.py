@@ -388,7 +388,8 @@ def test_peer_rows_compare_at_equal_flops(dataset):
     rows = {r.name: r for r in cpu_rows(dataset)}
     target = PRESET
     for name in ('tps-matched-training-free', 'tome-training-free',
-                 'evit-training-free', 'atme-35-training-free',
+                 'evit-training-free', 'atme-adaptive-training-free',
+                 'atme-35-training-free', 'atme-adaptive-35-training-free',
                  'tps-35-training-free', 'tome-35-training-free',
                  'evit-35-training-free'):
         row = rows[name]

@@ -79,16 +79,18 @@ def test_benchmark_whole_model(tmp_path, part):
     assert 'demo_tiny' in proc.stdout
 
 
-def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data):
+@pytest.mark.parametrize('kind', ['ATME', 'ATMEAdaptive'])
+def test_visualize_merge_draws_one_panel_per_block(tmp_path, demo_data,
+                                                   kind):
     image = osp.join(demo_data, 'images/validation/demo_00000.jpg')
     out = tmp_path / 'merge.png'
     proc = run_tool([
         'tools/analysis_tools/visualize_merge.py', CONFIG, image, '--blocks',
-        '0', '1', '3', '--out',
-        str(out), '--cfg-options', *ATME
+        '0', '1', '3', '--out', str(out), '--cfg-options',
+        *[o.replace('=ATME', f'={kind}') for o in ATME]
     ])
     # 64x64 image: 4x4 patches; each row merges round(0.5 * 2) = 1 pair,
-    # then each column 1 pair
+    # then each column 1 pair (ATMEAdaptive: as many merges, anywhere)
     assert 'block 0 12 tokens, block 1 9 tokens, block 3 9 tokens' in \
         proc.stdout
     panels = cv2.imread(str(out))
@@ -126,6 +128,8 @@ def test_match_flops_prints_every_reducer_at_the_target():
                      '0.35', '--shape', '512', '512'])
     out = proc.stdout
     for line in ("ATME: token_reducer={'type': 'ATME', 'schedule': ",
+                 "ATMEAdaptive: token_reducer={'type': 'ATMEAdaptive', "
+                 "'schedule': ",
                  "ToMe: token_reducer={'type': 'ToMe', 'r': 113}",
                  "TPS: token_reducer={'type': 'TPS', 'keep_ratio': ",
                  "EViT: token_reducer={'type': 'EViT', 'keep_ratio': "):
@@ -133,5 +137,7 @@ def test_match_flops_prints_every_reducer_at_the_target():
     fractions = [float(line.split()[2].rstrip(';'))
                  for line in out.splitlines()
                  if line.startswith('  block FLOPs')]
-    assert len(fractions) == 4
+    assert len(fractions) == 5
     assert all(abs(f - 0.35) <= 0.0105 for f in fractions)
+    # ATMEAdaptive runs ATME's counts: the same block FLOPs
+    assert fractions[0] == fractions[1]

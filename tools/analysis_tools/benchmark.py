@@ -18,12 +18,13 @@ An ENTRY is a config, optionally with overrides joined by '@', values as in
         "configs/upernet/upernet_deit_s_ade20k.py$ATME" --shape 512 512
 
 At equal FLOPs, one dense config and a row per token reducer, each set for
-a fraction of the dense block FLOPs (ATME's schedule, ToMe's r, TPS's and
-EViT's keep ratio), after any other entries given:
+a fraction of the dense block FLOPs (ATME's and ATMEAdaptive's schedule,
+ToMe's r, TPS's and EViT's keep ratio), after any other entries given:
 
     python tools/analysis_tools/benchmark.py \
         configs/upernet/upernet_deit_s_ade20k.py \
-        --flops-target 0.5 --reducers ATME TPS ToMe EViT --part backbone
+        --flops-target 0.5 --reducers ATME ATMEAdaptive TPS ToMe EViT \
+        --part backbone
 
 With --compile every entry is run through torch.compile (compiled rows
 compare with compiled rows; on CUDA mode 'reduce-overhead' by default);
@@ -83,7 +84,8 @@ def parse_args():
         help='add a row per --reducers, each set for this fraction of the '
         'block FLOPs of the first entry (a dense config) at --shape')
     parser.add_argument(
-        '--reducers', nargs='+', default=['ATME', 'TPS', 'ToMe', 'EViT'],
+        '--reducers', nargs='+',
+        default=['ATME', 'ATMEAdaptive', 'TPS', 'ToMe', 'EViT'],
         help='token reducers for --flops-target')
     parser.add_argument(
         '--bound', action='store_true',

@@ -1,17 +1,18 @@
 """Token reducers at equal FLOPs: each one's setting for a block-FLOPs target.
 
     python tools/analysis_tools/match_flops.py --target 0.5 [--arch deit-s]
-        [--shape 512 512] [--reducers ATME TPS ToMe EViT] [--max-points 2]
+        [--shape 512 512] [--reducers ATME ATMEAdaptive TPS ToMe EViT]
+        [--max-points 2]
 
 For every reducer, the config (ready for ``model.backbone.token_reducer``)
 whose analytic block FLOPs are the closest to TARGET, a fraction of the
 dense ViT's (ATME: at most the target; the others: within a few tenths of a
 percent), and the patch tokens after each block. Each reducer tunes one
-knob: ATME its schedule (``--max-points`` caps its merging blocks), ToMe
-``r``, TPS and EViT their keep ratio. ``tools/analysis_tools/benchmark.py
-CONFIG --flops-target TARGET`` times the same rows;
-``tools/analysis_tools/atme_schedule.py --schedule S`` shows what an ATME
-schedule does to the token grid.
+knob: ATME and ATMEAdaptive their schedule (``--max-points`` caps their
+merging blocks), ToMe ``r``, TPS and EViT their keep ratio.
+``tools/analysis_tools/benchmark.py CONFIG --flops-target TARGET`` times the
+same rows; ``tools/analysis_tools/atme_schedule.py --schedule S`` shows what
+an ATME schedule does to the token grid.
 """
 import argparse
 
@@ -28,7 +29,8 @@ def parse_args():
                         metavar=('H', 'W'))
     parser.add_argument('--patch-size', type=int, default=16)
     parser.add_argument('--reducers', nargs='+',
-                        default=['ATME', 'TPS', 'ToMe', 'EViT'],
+                        default=['ATME', 'ATMEAdaptive', 'TPS', 'ToMe',
+                                 'EViT'],
                         choices=sorted(TOKEN_REDUCERS))
     parser.add_argument('--max-points', type=int,
                         help='ATME: at most this many merging blocks (2 '
@@ -41,7 +43,8 @@ def main():
     grid = tuple(-(-s // args.patch_size) for s in args.shape)
     print(f'{args.arch}, {grid[0]}x{grid[1]} patches, target {args.target} '
           'of the dense block FLOPs')
-    settings = {'ATME': dict(max_points=args.max_points)}
+    settings = {kind: dict(max_points=args.max_points)
+                for kind in ('ATME', 'ATMEAdaptive')}
     for match in match_flops(args.target, grid, ARCHS[args.arch],
                              args.reducers, settings):
         print(f'\n{match.kind}: token_reducer={match.config}')

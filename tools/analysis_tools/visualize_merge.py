@@ -6,8 +6,9 @@
 
 One panel per chosen block: patches that are held by the same token share a
 tint and are outlined together, for any token reducer (read from its source
-map): ATME's row/column merges, TPS's hosts, ToMe's matched pairs, EViT's
-fused token. Merges follow attention keys, so use trained weights
+map): ATME's row/column merges, ATMEAdaptive's connected groups, TPS's
+hosts, ToMe's matched pairs, EViT's fused token. Merges follow attention
+keys, so use trained weights
 (``--checkpoint``; a dense checkpoint with ATME from the config or
 ``--cfg-options model.backbone.token_reducer.type=ATME
 model.backbone.token_reducer.schedule=deit-s`` shows the training-free
