@@ -18,7 +18,8 @@ MARKDOWN = sorted(
 CODE = sorted(
     path for folder in ('cait_mm', 'tools', 'tests', 'experiments', 'configs')
     for path in glob.glob(osp.join(ROOT, folder, '**', '*.py'),
-                          recursive=True))
+                          recursive=True)
+    if path != osp.abspath(__file__))
 
 # Guides that other branches add; the lead removes this list once they are
 # merged (docs/README.md links them already).
