@@ -16,7 +16,7 @@ DIRECTIONS = ('h', 'v')
 # UperNet) is exact; then HTM and VTM alternate, each merging half of the
 # candidate pairs. Block FLOPs (schedule_flops): deit-t 0.52 / 0.52,
 # deit-s and deit-b 0.50 / 0.48 of the dense model's at 512x512 / 224x224.
-# Measured speed: docs/benchmarks.md.
+# Measured speed: docs/results/benchmarks.md.
 PRESETS: Dict[str, Tuple[Tuple[int, str, float], ...]] = {
     'deit-t': ((3, 'h', 0.5), (4, 'v', 0.5), (5, 'h', 0.5), (6, 'v', 0.5)),
     'deit-s': ((3, 'h', 0.5), (4, 'v', 0.5), (5, 'h', 0.5), (6, 'v', 0.5),
@@ -26,10 +26,11 @@ PRESETS: Dict[str, Tuple[Tuple[int, str, float], ...]] = {
     # Few-merge presets: the same block FLOPs from two reduction points, one
     # HTM and one VTM right after the exact blocks 0-2. Every reduction
     # point costs launches (about 20 kernels in eager PyTorch) that only
-    # FLOPs saved can repay, and a GPU is often bound by launches (DESIGN.md
-    # section 12); merging more of each line at once also shrinks more of
-    # the blocks. Block FLOPs: deit-t-few 0.52 / 0.53, deit-s-few and
-    # deit-b-few 0.49 / 0.49 at 512x512 / 224x224.
+    # FLOPs saved can repay, and a GPU is often bound by launches
+    # (docs/results/benchmarks.md, "GPU: NVIDIA H200"); merging more of
+    # each line at once also shrinks more of the blocks. Block FLOPs:
+    # deit-t-few 0.52 / 0.53, deit-s-few and deit-b-few 0.49 / 0.49 at
+    # 512x512 / 224x224.
     'deit-t-few': ((3, 'h', 0.75), (4, 'v', 0.75)),
     'deit-s-few': ((3, 'h', 0.875), (4, 'v', 0.875)),
     'deit-b-few': ((3, 'h', 0.875), (4, 'v', 0.875)),

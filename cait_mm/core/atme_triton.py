@@ -4,11 +4,11 @@ path; :func:`~.atme.merge_grid` stays the reference and the CPU path).
 In eager mode on a GPU the reference merge is about 40 small operators, each
 a host dispatch and most a kernel launch, on tensors of a few thousand
 elements: at batch 64 the host, not the GPU, sets the pace
-(docs/benchmarks.md). Here one program per line of the grid computes its
-pairs' key similarities, ranks them, and writes where every token goes
-(``plan``); then one kernel writes the new sequence, each merged pair's
-size-weighted mean included (``apply``). With the source map's ``gather``
-that is three launches per merge.
+(docs/results/benchmarks.md). Here one program per line of the grid
+computes its pairs' key similarities, ranks them, and writes where every
+token goes (``plan``); then one kernel writes the new sequence, each merged
+pair's size-weighted mean included (``apply``). With the source map's
+``gather`` that is three launches per merge.
 
 Semantics are the reference's: the same pairs (the ``total`` most similar of
 each line, ties to the lower index as a stable descending sort gives), the

@@ -1,5 +1,6 @@
 """CDCP channel groups for OpenMMLab heads and necks built from convs and
-linear layers (DESIGN.md section 10).
+linear layers (docs/guides/cdcp.md, "Beyond the backbone: heads and
+necks").
 
 A head that mixes in :class:`ChannelPrunable` declares, in one place each:
 

@@ -2,9 +2,9 @@
 
 An eager forward pays for every dispatched operator; these counts are
 deterministic for given shapes, so they are asserted where a time never
-could be. The setting of docs/benchmarks.md: a 12-block ViT at 224x224
-(14x14 patches), batch 2, UperNet's ``out_indices``. Widths do not change
-the counts, so the ViT is narrow.
+could be. The setting of docs/results/benchmarks.md: a 12-block ViT at
+224x224 (14x14 patches), batch 2, UperNet's ``out_indices``. Widths do not
+change the counts, so the ViT is narrow.
 
 All of them carry the ``op_budget`` marker (setup.cfg): ``make test`` runs
 them; ``-m "not op_budget"`` leaves them out, ``-m op_budget`` runs only
@@ -20,10 +20,10 @@ from cait_mm.models import CAITViT
 ARCH = dict(embed_dims=48, num_layers=12, num_heads=3, mlp_ratio=2.)
 OUT = (2, 5, 8, 11)
 # the speed issue's budgets where they are met (an ATME merge's ops, a
-# restore), today's counts where they are not (docs/benchmarks.md says
-# why): kernels of a merge (issue: 20) by granularity, first merge and
-# later ones (which also weigh sizes), a TPS step's ops (issue: 35), the
-# whole forward against the dense one (issue: 1.4x)
+# restore), today's counts where they are not
+# (docs/results/benchmarks.md says why): kernels of a merge (issue: 20) by
+# granularity, first merge and later ones (which also weigh sizes), a TPS
+# step's ops (issue: 35), the whole forward against the dense one (issue: 1.4x)
 MERGE_OPS = 40
 MERGE_KERNELS = dict(token=(19, 22), line=(22, 23))
 TPS_OPS = 50

@@ -1,5 +1,5 @@
-# ATME token merging (docs/atme.md) as the CAIT configs use it: the preset
-# schedule of each ViT size (blocks 0-2 unmerged, then horizontal and
+# ATME token merging (docs/guides/atme.md) as the CAIT configs use it: the
+# preset schedule of each ViT size (blocks 0-2 unmerged, then horizontal and
 # vertical merges alternating), 0.52 (DeiT-T), 0.50 (DeiT-S) and 0.51
 # (DeiT-B) of the dense block FLOPs at 512x512. Merged tokens are restored
 # to the full 1/16 grid at every out_indices block, so the heads are the

@@ -1,4 +1,5 @@
-# CDCP channel pruning (docs/cdcp.md), the settings every CDCP config shares.
+# CDCP channel pruning (docs/guides/cdcp.md), the settings every CDCP config
+# shares.
 # A config adds `cdcp_channel_prune` to its backbone, merges
 # `cdcp_optim_wrapper` into its optimizer wrapper and runs a CDCPHook built
 # from `cdcp_hook` with its own schedule (`cdcp_hook_cpu` for the 600-
@@ -26,7 +27,7 @@ cdcp_hook = dict(type='cait_mm.CDCPHook', ratios=dict(qk=0.5, v=0.5, mlp=0.5))
 # no longer contribute.
 cdcp_hook_cpu = dict(cdcp_hook, interval=50, begin=100, end=400, lasso=5e-3)
 
-# CDCP on the UperNet head as well (cait_mm.CAITUPerHead, docs/cdcp.md):
+# CDCP on the UperNet head as well (cait_mm.CAITUPerHead, docs/guides/cdcp.md):
 # compactors after the PPM convs, the lateral convs with the PPM bottleneck
 # (summed, one mask), the FPN convs and fpn_bottleneck. A config adds
 # `cdcp_head_prune` to its decode head and gives its hook

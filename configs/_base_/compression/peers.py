@@ -1,5 +1,5 @@
-# The peers of ATME and TPS (docs/peers.md), set at the block FLOPs of the
-# ATME preset of the same size at 512x512 (tools/analysis_tools/match_flops.py; 0.495 of
+# The peers of ATME and TPS (docs/guides/reducers.md), set at the block FLOPs
+# of the ATME preset of the same size at 512x512 (tools/analysis_tools/match_flops.py; 0.495 of
 # the dense blocks for DeiT-S, 0.521 for DeiT-T), so that rows compare at
 # equal FLOPs. Both are training-free too (no weights of their own).
 #

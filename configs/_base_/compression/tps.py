@@ -1,4 +1,4 @@
-# TPS token pruning and squeezing (docs/tps.md) as the TPS configs use it:
+# TPS token pruning and squeezing (docs/guides/tps.md) as the TPS configs use it:
 # DynamicViT's three stages, blocks 3, 6 and 9 each keeping 0.7 of the
 # tokens (compounding). The pruned tokens are squeezed into their hosts and
 # every out_indices map is restored to the full 1/16 grid through the hosts.
