@@ -15,15 +15,21 @@ SIZES = [(64, 64), (70, 90)]  # 70x90: padded patches, resampled positions
 
 
 def randomize(model, seed=0):
-    """Weights far from any initialisation (norms and biases included)."""
+    """Random weights, norms, biases and BN statistics (not their
+    initial values), scaled by fan-in so that outputs stay near 1 and a
+    tolerance of 1e-5 means float rounding."""
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                tensor.normal_(0, 0.1)
-                if name.endswith('running_var') or (
-                        name.endswith('.weight') and tensor.dim() == 1):
-                    tensor.add_(1).abs_()
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith('weight') and tensor.dim() > 1:
+                fan_in = tensor[0].numel()
+                tensor.normal_(0, fan_in**-0.5)
+                continue
+            tensor.normal_(0, 0.1)
+            if name.endswith(('running_var', 'weight')):
+                tensor.add_(1).abs_()
     return model
 
 
