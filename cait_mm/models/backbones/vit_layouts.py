@@ -24,12 +24,18 @@ all three. mmcv's ``MultiheadAttention`` (mmseg) keeps q, k and v stacked
 in ``in_proj_weight`` in the order, and with the head-major rows, of
 timm's ``qkv``, so the tensors move as they are.
 """
+import os
+import os.path as osp
 import re
 from typing import Dict, Iterable, Optional, Tuple
 
+import torch
+from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
-from cait_mm.utils.checkpoint_files import CheckpointError
+from cait_mm.utils.checkpoint_files import (CheckpointError, publish,
+                                            register_checkpoint_loader)
+from .vit_checkpoint import unwrap_state_dict
 
 TIMM, MMSEG, MMPRETRAIN = 'timm', 'mmseg', 'mmpretrain'
 LAYOUTS = (TIMM, MMSEG, MMPRETRAIN)
@@ -167,6 +173,15 @@ def to_cait_layout(state: Dict[str, Tensor], source: str,
     return converted, layout
 
 
+def _vit_prefix(state: Dict[str, Tensor]) -> str:
+    """Where a checkpoint's ViT is: at the top level, or under
+    ``backbone.`` in a whole OpenMMLab model."""
+    if detect_layout(state) is None and any(
+            k.startswith('backbone.') for k in state):
+        return 'backbone.'
+    return ''
+
+
 def vit_state_dict(state: Dict[str, Tensor], source: str,
                    prefix: Optional[str] = None
                    ) -> Tuple[Dict[str, Tensor], str]:
@@ -180,9 +195,8 @@ def vit_state_dict(state: Dict[str, Tensor], source: str,
         tuple: the ViT's tensors without prefix (see :func:`to_cait_layout`)
         and the layout they were in.
     """
-    if prefix is None and detect_layout(state) is None and any(
-            k.startswith('backbone.') for k in state):
-        prefix = 'backbone.'
+    if prefix is None:
+        prefix = _vit_prefix(state)
     if prefix:
         state = {
             k[len(prefix):]: v
@@ -235,8 +249,7 @@ def convert_checkpoint(state: Dict[str, Tensor], layout: str,
         CheckpointError: if the ViT is in another layout (named) or in none
             (the keys found are named).
     """
-    prefix = 'backbone.' if detect_layout(state) is None and any(
-        k.startswith('backbone.') for k in state) else ''
+    prefix = _vit_prefix(state)
     own = {k[len(prefix):]: v for k, v in state.items()
            if k.startswith(prefix)}
     found = detect_layout(own)
@@ -249,3 +262,28 @@ def convert_checkpoint(state: Dict[str, Tensor], layout: str,
             (' (CAITViT\'s own: nothing to convert)' if found == TIMM else
              f' (convert it with {found}2cait.py)'))
     return convert_model_state(state, [prefix], source)[0]
+
+
+def convert_checkpoint_file(src: str, dst: str, layout: str) -> Dict:
+    """Read ``src`` (a path or URL MMEngine's ``CheckpointLoader`` reads),
+    convert its ViT from ``layout`` (:func:`convert_checkpoint`) and write
+    the tensors to ``dst`` as a plain state dict, complete or not at all.
+
+    Returns:
+        dict: ``converted`` and ``kept``, the number of tensors of the ViT
+        and of the rest of the model.
+    """
+    # local files through cait_mm's safe loader (also when run alone)
+    register_checkpoint_loader()
+    source = f'Checkpoint "{src}"'
+    state = unwrap_state_dict(
+        CheckpointLoader.load_checkpoint(src, map_location='cpu'))
+    converted = convert_checkpoint(state, layout, source)
+    folder = osp.dirname(osp.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f'{dst}.tmp'
+    torch.save({k: v.contiguous() for k, v in converted.items()}, tmp)
+    publish(tmp, dst)
+    prefix = _vit_prefix(state)
+    vit = sum(k.startswith(prefix) for k in converted)
+    return dict(converted=vit, kept=len(converted) - vit)

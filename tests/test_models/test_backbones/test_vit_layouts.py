@@ -8,68 +8,8 @@ from cait_mm.models.backbones.vit_layouts import (MMPRETRAIN, MMSEG, TIMM,
                                                   convert_checkpoint,
                                                   detect_layout)
 from cait_mm.utils.checkpoint_files import CheckpointError
-
-SMALL = dict(embed_dims=64, num_layers=2, num_heads=2)
-ARCH = dict(SMALL, mlp_ratio=4.)
-SIZES = [(64, 64), (70, 90)]  # 70x90: padded patches, resampled positions
-
-
-def randomize(model, seed=0):
-    """Random weights, norms, biases and BN statistics (not their
-    initial values), scaled by fan-in so that outputs stay near 1 and a
-    tolerance of 1e-5 means float rounding."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith('weight') and tensor.dim() > 1:
-                fan_in = tensor[0].numel()
-                tensor.normal_(0, fan_in**-0.5)
-                continue
-            tensor.normal_(0, 0.1)
-            if name.endswith(('running_var', 'weight')):
-                tensor.add_(1).abs_()
-    return model
-
-
-def mmseg_vit(**kwargs):
-    from mmseg.models.backbones import VisionTransformer
-    vit = VisionTransformer(
-        img_size=64, **SMALL, norm_cfg=dict(type='LN', eps=1e-6),
-        **kwargs)
-    vit.eval()  # mmseg's ViT.train() returns None
-    return randomize(vit)
-
-
-def mmpretrain_vit(distilled=False, **kwargs):
-    from mmpretrain.models.backbones import (DistilledVisionTransformer,
-                                             VisionTransformer)
-    cls = DistilledVisionTransformer if distilled else VisionTransformer
-    vit = cls(arch=dict(SMALL, feedforward_channels=256), img_size=64,
-              **kwargs)
-    vit.eval()  # mmpretrain's ViT.train() returns None
-    return randomize(vit)
-
-
-def save(state, path, prefix=''):
-    torch.save({'meta': {}, 'state_dict': {
-        prefix + k: v for k, v in state.items()}}, path)
-    return str(path)
-
-
-def assert_same_outputs(ref, ours, sizes=SIZES):
-    for size in sizes:
-        x = torch.randn(2, 3, *size)
-        with torch.no_grad():
-            expected, got = ref(x), ours(x)
-        assert len(expected) == len(got)
-        for a, b in zip(expected, got):
-            if isinstance(a, (list, tuple)):  # (map, class token)
-                for u, v in zip(a, b):
-                    torch.testing.assert_close(v, u, rtol=0, atol=1e-5)
-            else:
-                torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+from ...openmmlab_models import (VIT_ARCH, assert_same_outputs, mmpretrain_vit,
+                                 mmseg_vit, save)
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -88,7 +28,7 @@ def test_mmseg_vit_checkpoint_gives_its_features(kwargs, prefix, tmp_path):
     ref = mmseg_vit(**kwargs)
     assert 'patch_embed.projection.bias' not in ref.state_dict()
     path = save(ref.state_dict(), tmp_path / 'mmseg.pth', prefix)
-    ours = CAITViT(arch=ARCH, img_size=64, pretrained=path, **kwargs)
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path, **kwargs)
     ours.init_weights()
     assert_same_outputs(ref, ours.eval())
 
@@ -105,7 +45,7 @@ def test_mmpretrain_vit_checkpoint_gives_its_features(kwargs, tmp_path):
     state = {f'backbone.{k}': v for k, v in ref.state_dict().items()}
     state['head.layers.head.weight'] = torch.randn(10, 64)
     path = save(state, tmp_path / 'mmpretrain.pth')
-    ours = CAITViT(arch=ARCH, img_size=64, pretrained=path, **kwargs)
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path, **kwargs)
     ours.init_weights()
     assert_same_outputs(ref, ours.eval())
 
@@ -114,7 +54,7 @@ def test_mmpretrain_pooled_norm_is_dropped_like_timms_fc_norm(tmp_path):
     ref = mmpretrain_vit(out_type='avg_featmap', out_indices=(0, 1))
     assert 'ln2.weight' in ref.state_dict()
     path = save(ref.state_dict(), tmp_path / 'avg.pth')
-    ours = CAITViT(arch=ARCH, img_size=64, final_norm=True,
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, final_norm=True,
                    out_indices=(0, 1), pretrained=path)
     ours.init_weights()
     torch.testing.assert_close(ours.norm.weight, ref.ln1.weight)
@@ -123,7 +63,7 @@ def test_mmpretrain_pooled_norm_is_dropped_like_timms_fc_norm(tmp_path):
 def test_mmpretrain_distilled_deit_drops_the_distillation_token(tmp_path):
     ref = mmpretrain_vit(distilled=True, out_type='featmap')
     path = save(ref.state_dict(), tmp_path / 'distilled.pth')
-    ours = CAITViT(arch=ARCH, img_size=64, pretrained=path)
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path)
     ours.init_weights()
     assert ref.pos_embed.shape[1] == 2 + 16
     torch.testing.assert_close(ours.pos_embed[:, :1], ref.pos_embed[:, :1])
@@ -133,14 +73,9 @@ def test_mmpretrain_distilled_deit_drops_the_distillation_token(tmp_path):
 
 def test_position_embeddings_of_another_size_are_resampled(tmp_path):
     """As for timm files: a 224 classifier's grid to a 64 backbone's."""
-    from mmpretrain.models.backbones import VisionTransformer
-    ref = VisionTransformer(arch=dict(SMALL, feedforward_channels=256),
-                            img_size=224, out_type='featmap',
-                            final_norm=False)
-    ref.eval()
-    randomize(ref)
+    ref = mmpretrain_vit(img_size=224, out_type='featmap', final_norm=False)
     path = save(ref.state_dict(), tmp_path / 'in1k.pth', 'backbone.')
-    ours = CAITViT(arch=ARCH, img_size=64, pretrained=path)
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path)
     ours.init_weights()
     assert ours.pos_embed.shape == (1, 1 + 16, 64)
     # resampled once at loading as mmpretrain does in every forward
@@ -152,7 +87,7 @@ def test_layouts_are_told_from_the_keys():
         return dict.fromkeys(model.state_dict())
     assert detect_layout(keys(mmseg_vit())) == MMSEG
     assert detect_layout(keys(mmpretrain_vit())) == MMPRETRAIN
-    assert detect_layout(keys(CAITViT(arch=ARCH))) == TIMM
+    assert detect_layout(keys(CAITViT(arch=VIT_ARCH))) == TIMM
     assert detect_layout({'backbone.layers.0.attn.qkv.weight': 0}) is None
 
 
@@ -161,7 +96,7 @@ def test_a_vit_of_another_architecture_is_refused_with_its_keys(tmp_path):
     segformer = MixVisionTransformer(embed_dims=16, num_layers=[1, 1, 1, 1])
     path = save(segformer.state_dict(), tmp_path / 'segformer.pth',
                 'backbone.')
-    ours = CAITViT(arch=ARCH, img_size=64, pretrained=path)
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path)
     with pytest.raises(CheckpointError, match='not in a ViT layout') as err:
         ours.init_weights()
     assert 'layers.N.N.N.attn.attn.in_proj_weight' in str(err.value)
@@ -171,7 +106,7 @@ def test_a_vit_of_another_architecture_is_refused_with_its_keys(tmp_path):
 def test_vit_variants_caitvit_does_not_build_are_refused_by_key(tmp_path):
     scaled = mmpretrain_vit(layer_scale_init_value=0.1)
     path = save(scaled.state_dict(), tmp_path / 'deit3.pth')
-    ours = CAITViT(arch=ARCH, img_size=64, pretrained=path)
+    ours = CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path)
     with pytest.raises(CheckpointError, match='no place for') as err:
         ours.init_weights()
     assert 'layers.N.attn.gamma1.weight' in str(err.value)
@@ -180,19 +115,19 @@ def test_vit_variants_caitvit_does_not_build_are_refused_by_key(tmp_path):
     pre_ln = mmseg_vit(pre_norm=True)
     path = save(pre_ln.state_dict(), tmp_path / 'pre_ln.pth')
     with pytest.raises(CheckpointError, match=r'ln_pre\.weight'):
-        CAITViT(arch=ARCH, img_size=64, pretrained=path).init_weights()
+        CAITViT(arch=VIT_ARCH, img_size=64, pretrained=path).init_weights()
 
 
 def test_a_checkpoint_of_another_size_names_the_converted_keys(tmp_path):
     path = save(mmseg_vit().state_dict(), tmp_path / 'mmseg.pth')
-    narrow = CAITViT(arch=dict(ARCH, embed_dims=32), img_size=64,
+    narrow = CAITViT(arch=dict(VIT_ARCH, embed_dims=32), img_size=64,
                      pretrained=path)
     with pytest.raises(RuntimeError, match='shape mismatch') as err:
         narrow.init_weights()
     assert "read as mmseg's VisionTransformer" in str(err.value)
     assert 'blocks.0.attn.qkv.weight: checkpoint (192, 64)' in str(err.value)
 
-    deep = CAITViT(arch=dict(ARCH, num_layers=3), img_size=64,
+    deep = CAITViT(arch=dict(VIT_ARCH, num_layers=3), img_size=64,
                    pretrained=path)
     with pytest.raises(RuntimeError, match=r'missing keys.*blocks\.2\.'):
         deep.init_weights()
@@ -200,7 +135,7 @@ def test_a_checkpoint_of_another_size_names_the_converted_keys(tmp_path):
     no_bias = save(mmseg_vit(qkv_bias=False).state_dict(),
                    tmp_path / 'no_bias.pth')
     with pytest.raises(RuntimeError, match=r'blocks\.0\.attn\.qkv\.bias'):
-        CAITViT(arch=ARCH, img_size=64, pretrained=no_bias).init_weights()
+        CAITViT(arch=VIT_ARCH, img_size=64, pretrained=no_bias).init_weights()
 
 
 def test_convert_checkpoint_refuses_another_layout():
@@ -211,6 +146,6 @@ def test_convert_checkpoint_refuses_another_layout():
     with pytest.raises(CheckpointError, match='mmpretrain2cait.py'):
         convert_checkpoint(state, MMSEG, 'f.pth')
     ours = {f'backbone.{k}': v
-            for k, v in CAITViT(arch=ARCH).state_dict().items()}
+            for k, v in CAITViT(arch=VIT_ARCH).state_dict().items()}
     with pytest.raises(CheckpointError, match='nothing to convert'):
         convert_checkpoint(ours, MMSEG, 'f.pth')
