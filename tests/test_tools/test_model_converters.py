@@ -1,6 +1,11 @@
-"""tools/model_converters/: mmseg's and mmpretrain's checkpoints written as
-plain state dicts in CAITViT's layout, which load with the file's outputs."""
+"""mmseg's and mmpretrain's checkpoints through the tools: evaluated by
+tools/test.py as they are, and written as plain state dicts in CAITViT's
+layout by tools/model_converters/, which load with the file's outputs."""
+import os.path as osp
+
 import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
 from cait_mm.engine.strict_load import load_model_checkpoint
 from cait_mm.models import CAITViT
@@ -8,7 +13,7 @@ from cait_mm.models.backbones.vit_layouts import (MMSEG, TIMM,
                                                   convert_checkpoint_file,
                                                   detect_layout)
 from cait_mm.utils.checkpoint_files import load_local_checkpoint
-from ..conftest import run_tool
+from ..conftest import REPO, run_tool
 from ..openmmlab_models import (MIRRORS, VIT_ARCH, assert_same_outputs,
                                 mmpretrain_vit, randomize, save,
                                 small_segmentor)
@@ -57,3 +62,33 @@ def test_mmpretrain2cait_writes_a_state_dict_caitvit_loads(tmp_path):
     assert "in the layout of mmpretrain's VisionTransformer" in proc.stderr
     assert 'mmpretrain2cait.py' in proc.stderr
     assert not (tmp_path / 'wrong.pth').exists()
+
+
+def test_tools_test_evaluates_an_mmseg_segmentor_checkpoint(
+        tmp_path, demo_data):
+    """The tests' demo config, trained as mmseg would (mmseg's ViT in
+    place of CAITViT): tools/test.py loads it through the runner."""
+    config = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
+    cfg = Config.fromfile(config)
+    arch = cfg.model.backbone.arch
+    cfg.model.backbone = dict(
+        type='VisionTransformer', img_size=(64, 64),
+        embed_dims=arch.embed_dims, num_layers=arch.num_layers,
+        num_heads=arch.num_heads, mlp_ratio=int(arch.mlp_ratio),
+        out_indices=(0, 1, 2, 3), norm_cfg=dict(type='LN', eps=1e-6))
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    segmentor = MODELS.build(cfg.model)
+    segmentor.eval()
+    path = save(randomize(segmentor).state_dict(), tmp_path / 'mmseg.pth')
+    proc = run_tool([
+        'tools/test.py', config, path, '--work-dir', str(tmp_path / 'test'),
+        '--cfg-options'
+    ] + [
+        f'{loader}.dataset.data_root={demo_data}'
+        for loader in ('val_dataloader', 'test_dataloader')
+    ])
+    log = proc.stdout + proc.stderr
+    # loaded strictly (a key that did not fit would have failed the run)
+    assert f'Load checkpoint from {path} (strict)' in log
+    assert 'mIoU' in log
