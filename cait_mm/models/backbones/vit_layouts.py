@@ -13,8 +13,9 @@ blocks.N.attn.qkv      layers.N.attn.attn     layers.N.attn.qkv
 blocks.N.attn.proj     layers.N.attn.attn     layers.N.attn.proj
                        .out_proj
 blocks.N.norm2         layers.N.ln2           layers.N.ln2
-blocks.N.mlp.fc1       layers.N.ffn.layers.0.0
-blocks.N.mlp.fc2       layers.N.ffn.layers.1
+blocks.N.mlp.fc1       layers.N.ffn.        layers.N.ffn.layers.0.0
+                       layers.0.0
+blocks.N.mlp.fc2       layers.N.ffn.layers.1  layers.N.ffn.layers.1
 norm (final)           ln1                    ln1
 fc_norm (pooled)                              ln2 (``avg_featmap``)
 =====================  =====================  ===========================
@@ -38,7 +39,6 @@ from cait_mm.utils.checkpoint_files import (CheckpointError, publish,
 from .vit_checkpoint import unwrap_state_dict
 
 TIMM, MMSEG, MMPRETRAIN = 'timm', 'mmseg', 'mmpretrain'
-LAYOUTS = (TIMM, MMSEG, MMPRETRAIN)
 _NAMES = {
     TIMM: 'timm/DeiT',
     MMSEG: "mmseg's VisionTransformer",
@@ -64,24 +64,26 @@ _OPENMMLAB_RULES = (
     # the final norm of both (``final_norm=True``)
     (rf'ln1\.{_P}', r'norm.\1'),
 )
+
+
+def _compiled(*rules):
+    return tuple((re.compile(src), dst) for src, dst in rules)
+
+
 _RULES = {
-    MMSEG: _OPENMMLAB_RULES + (
+    MMSEG: _compiled(
+        *_OPENMMLAB_RULES,
         (r'layers\.(\d+)\.attn\.attn\.in_proj_(weight|bias)',
          r'blocks.\1.attn.qkv.\2'),
         (rf'layers\.(\d+)\.attn\.attn\.out_proj\.{_P}',
-         r'blocks.\1.attn.proj.\2'),
-    ),
-    MMPRETRAIN: _OPENMMLAB_RULES + (
+         r'blocks.\1.attn.proj.\2')),
+    MMPRETRAIN: _compiled(
+        *_OPENMMLAB_RULES,
         ('dist_token', 'dist_token'),
         (rf'layers\.(\d+)\.attn\.(qkv|proj)\.{_P}', r'blocks.\1.attn.\2.\3'),
         # the norm after average pooling is timm's fc_norm, a classifier
         # part that a dense backbone drops
-        (rf'ln2\.{_P}', r'fc_norm.\1'),
-    ),
-}
-_RULES = {
-    layout: tuple((re.compile(src), dst) for src, dst in rules)
-    for layout, rules in _RULES.items()
+        (rf'ln2\.{_P}', r'fc_norm.\1')),
 }
 # Layers OpenMMLab builds without a bias where CAITViT has one (mmseg's
 # ``patch_bias=False`` default and ``qkv_bias=False``, which drops the
