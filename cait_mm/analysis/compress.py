@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import os.path as osp
+import tempfile
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -31,12 +32,39 @@ META_KEY = 'cait_mm_compress'
 @dataclass
 class Row:
     """One evaluated setting: its name, the backbone's ``token_reducer``
-    (``None``: dense), its block FLOPs over the dense ViT's and what the
-    evaluator reported."""
+    (``None``: dense), its block FLOPs over the dense ViT's, what the
+    evaluator reported, and, once timed, the whole model's GFLOPs per image
+    (counted on the built model) and speed-up over dense."""
     name: str
     reducer: Optional[Dict]
     flops: float
     metrics: Dict[str, float]
+    gflops: Optional[float] = None
+    speedup: Optional[float] = None
+
+
+def time_rows(cfg: Config, rows: Sequence[Row], device: str,
+              repeats: int, log=print) -> None:
+    """Time every row's whole model in one run (the benchmark's method:
+    same input at the backbone's ``img_size``, batch 1, after warm-up,
+    median of ``repeats``; ratios to dense), filling ``gflops`` and
+    ``speedup``."""
+    from cait_mm.analysis.benchmark import Entry, benchmark
+    with tempfile.TemporaryDirectory() as folder:
+        # the rows' config as the caller merged it (overrides included)
+        config = osp.join(folder, 'config.py')
+        cfg.dump(config)
+        entries = [Entry(config, {'model.backbone.token_reducer':
+                                  row.reducer}, label=row.name)
+                   for row in rows]
+        img_size = cfg.model.backbone.get('img_size', 224)
+        shape = (img_size, img_size) if isinstance(img_size, int) \
+            else tuple(img_size)
+        results = benchmark(entries, shape, device=device, repeats=repeats,
+                            log=log)
+    for row, result in zip(rows, results):
+        row.gflops = round(result.flops / 1e9, 6)
+        row.speedup = round(result.speedup, 3)
 
 
 def _stage_blocks(num_layers: int) -> List[int]:
@@ -148,11 +176,15 @@ def compress(config: str,
              max_samples: Optional[int] = None,
              options: Optional[Dict] = None,
              out: Optional[str] = None,
+             device: Optional[str] = None,
+             repeats: int = 10,
              log=print) -> Dict:
     """Evaluate the dense model and every reducer at ``flops`` block FLOPs,
     write ``compress.md`` and ``compress.json`` in ``work_dir``, and, with
     ``out``, the chosen model (the reducer row with the best primary metric)
-    as ``out/config.py`` and ``out/model.pth``.
+    as ``out/config.py`` and ``out/model.pth``. Rows are timed on
+    ``device`` (CUDA when there is one) with ``repeats`` timed calls; 0:
+    not timed.
 
     Returns:
         dict: what ``compress.json`` holds.
@@ -199,6 +231,9 @@ def compress(config: str,
         rows.append(Row(kind, reducer, round(fraction, 4), evaluate(
             cfg, checkpoint, reducer, osp.join(work_dir, kind), kind,
             max_samples)))
+    if repeats:
+        time_rows(cfg, rows, device or (
+            'cuda' if torch.cuda.is_available() else 'cpu'), repeats, log)
     metric = primary_metric(rows[0].metrics)
     dense = rows[0].metrics[metric]
     chosen = max(rows[1:], key=lambda r: r.metrics[metric])
@@ -222,16 +257,19 @@ def compress(config: str,
 def to_markdown(rows: Sequence[Row], metric: str, dense: float,
                 chosen: str, unreached: Optional[Dict[str, str]] = None
                 ) -> str:
-    lines = [f'| row | reducer | block FLOPs | {metric} | % of dense |',
-             '|---|---|---|---|---|']
+    lines = [f'| row | reducer | block FLOPs | GFLOPs | speed-up | '
+             f'{metric} | % of dense |',
+             '|---|---|---|---|---|---|---|']
     for row in rows:
         settings = '' if row.reducer is None else ', '.join(
             f'{k}={v}' for k, v in row.reducer.items() if k != 'type')
         value = row.metrics[metric]
         share = 100 * value / dense if dense else float('nan')
         mark = ' (chosen)' if row.name == chosen else ''
-        lines.append(f'| {row.name}{mark} | {settings} | {row.flops:.3f} | '
-                     f'{value:.2f} | {share:.1f} |')
+        timed = '| |' if row.speedup is None else \
+            f'| {row.gflops:.3g} | {row.speedup:.2f}x |'
+        lines.append(f'| {row.name}{mark} | {settings} | {row.flops:.3f} '
+                     f'{timed} {value:.2f} | {share:.1f} |')
     for kind, why in (unreached or {}).items():
         lines.append(f'\n{kind} is left out: {why}.')
     return '\n'.join(lines)

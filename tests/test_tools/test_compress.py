@@ -42,13 +42,17 @@ def test_compress_writes_the_table_and_the_chosen_model(
     options = [f'{k}={v}' for k, v in _data_options(demo_data).items()]
     proc = run_tool(['tools/compress.py', CONFIG, dense, '--flops', '0.6',
                      '--work-dir', str(work), '--out', str(out),
-                     '--cfg-options', *options])
+                     '--repeats', '2', '--cfg-options', *options])
     result = json.loads((work / 'compress.json').read_text())
     rows = {row['name']: row for row in result['rows']}
     assert list(rows) == ['dense', *REDUCERS]
     assert result['metric'] == 'mIoU'
+    assert rows['dense']['speedup'] == 1.
     for name in REDUCERS:
         assert rows[name]['reducer']['type'] == name
+        # timed in one run; counted FLOPs fall with the block FLOPs
+        assert rows[name]['speedup'] > 0
+        assert rows[name]['gflops'] < rows['dense']['gflops']
         # within 3% above the budget (ATME's schedules stay under it)
         assert 0.5 < rows[name]['flops'] <= 0.6 * 1.03
     best = max(REDUCERS, key=lambda n: rows[n]['metrics']['mIoU'])
