@@ -50,6 +50,35 @@ def test_baseline_keeps_mmseg_head_schedule_and_data():
         assert without_scope(ours[key]) == without_scope(mmseg[key]), key
 
 
+def test_vit_b_mln_config_mirrors_mmseg():
+    """configs/upernet/upernet_vit_b_mln_ade20k.py is mmseg's
+    vit_vit-b16_mln_upernet with CAITViT in its ViT-B form, so that mmseg's
+    checkpoints of it load (tests/test_models/test_segmentors)."""
+    from cait_mm.core.spec import ARCHS
+    ours = Config.fromfile(
+        osp.join(REPO, 'configs/upernet/upernet_vit_b_mln_ade20k.py'))
+    mmseg = _mmseg_config(
+        'vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py')
+    assert ours.model.pretrained == mmseg.model.pretrained
+    ours.model.decode_head.type = 'UPerHead'
+    for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
+                'train_cfg', 'test_cfg'):
+        assert without_scope(ours.model[key]) == without_scope(
+            mmseg.model[key]), key
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
+                'param_scheduler', 'train_cfg'):
+        assert without_scope(ours[key]) == without_scope(mmseg[key]), key
+    backbone, theirs = ours.model.backbone, mmseg.model.backbone
+    arch = ARCHS[backbone.arch]
+    assert (arch['embed_dims'], arch['num_layers'], arch['num_heads'],
+            arch['mlp_ratio']) == (theirs.embed_dims, theirs.num_layers,
+                                   theirs.num_heads, theirs.mlp_ratio)
+    for key in ('img_size', 'out_indices', 'drop_path_rate',
+                'interpolate_mode'):
+        assert backbone[key] == theirs[key], key
+    assert backbone.final_norm == theirs.get('final_norm', False)
+
+
 def test_baseline_model_matches_mmseg_vit_upernet_in_size():
     ours = _build(Config.fromfile(osp.join(REPO, BASELINE)))
     mmseg = _build(_mmseg_config(MMSEG_DEIT_S))
@@ -102,7 +131,9 @@ def test_every_segmentation_config_builds_and_runs(path):
     num_classes = cfg.model.decode_head.num_classes
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 96), mode='tensor')
-    assert logits.shape == (1, num_classes, 4, 6)
+    # at 1/16 (the ViT's maps), or the finest scale of a MultiLevelNeck
+    scale = cfg.model.neck.scales[0] if cfg.model.neck else 1
+    assert logits.shape == (1, num_classes, 4 * scale, 6 * scale)
 
 
 @pytest.mark.parametrize('path', [

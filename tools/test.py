@@ -11,7 +11,9 @@ painted images; for mmdet, a ``.pkl`` of raw detections and painted images;
 for mmpretrain (ImageNet classification), a ``.pkl`` of the predictions
 (scores and labels per image) and painted images.
 The checkpoint is loaded strictly: one that does not fit the config fails,
-listing the missing and unexpected keys. An exported compressed checkpoint
+listing the missing and unexpected keys. A segmentor or classifier saved by
+mmseg or mmpretrain loads into the config that mirrors it (its ViT's keys
+are converted, docs/guides/byom.md). An exported compressed checkpoint
 (``tools/deployment/export_compressed.py``) is evaluated with its training
 config: the backbone is built from the file's metadata. ``--compile`` runs the
 backbone, neck and decode head through ``torch.compile``
@@ -21,7 +23,6 @@ eager. The scores come with the run's speed, ``images_per_s`` after
 those), data loading and evaluation included (``TestSpeedHook``).
 """
 import argparse
-import functools
 import importlib
 import os
 import os.path as osp
@@ -32,7 +33,7 @@ from mmengine.runner import Runner
 
 from cait_mm.engine import (TestSpeedHook, add_compile_arguments,
                             compile_runner_model, setup_cpu_distributed,
-                            teardown_distributed)
+                            strict_load_from, teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.checkpoint_files import CheckpointError, checkpoint_problem
 from cait_mm.utils.dataset_paths import add_input_checks, check_dataset_paths
@@ -145,8 +146,9 @@ def main():
         else RUNNERS.build(cfg)
     # MMEngine loads non-strictly (it warns and goes on); evaluating a model
     # with half of its weights missing would report a meaningless score.
-    runner.load_checkpoint = functools.partial(
-        runner.load_checkpoint, strict=True)
+    # Nothing may be missing: untrained compactors or token scorers would
+    # be scored too.
+    strict_load_from(runner, allow_uncompressed=False)
     if args.out is not None and task in DUMPERS:
         # imported here: only the config's task package is needed
         module, name = DUMPERS[task].rsplit('.', 1)

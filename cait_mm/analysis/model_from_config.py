@@ -3,7 +3,7 @@ from typing import Dict, Optional
 
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.runner import CheckpointLoader
 from mmengine.utils import import_modules_from_strings
 from torch import nn
 
@@ -18,7 +18,8 @@ def build_model(config: str,
     Without ``checkpoint`` no weights are loaded at all (speed and FLOPs
     need none, and pretrained files may be absent); with it, the
     checkpoint is loaded strictly (an exported compressed checkpoint with
-    its training config: the backbone is built from its metadata).
+    its training config: the backbone is built from its metadata; mmseg's
+    and mmpretrain's ViT layouts are converted).
     """
     cfg = Config.fromfile(config)
     if overrides:
@@ -35,5 +36,9 @@ def build_model(config: str,
         cfg.model.backbone.pop('pretrained', None)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        from cait_mm.engine.strict_load import load_model_checkpoint
+        load_model_checkpoint(
+            model,
+            CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'),
+            f'Checkpoint "{checkpoint}"')
     return model.to(device).eval()

@@ -5,12 +5,12 @@ from .cpu_distributed import (CPUDistributedDataParallel,
                               setup_cpu_distributed, teardown_distributed)
 from .hooks import CDCPHook, SafeCheckpointHook, TestSpeedHook
 from .optimizers import LayerDecayOptimizerConstructor
-from .strict_load import strict_load_from
+from .strict_load import load_model_checkpoint, strict_load_from
 
 __all__ = [
     'CDCPHook', 'COMPILED_PARTS', 'CPUDistributedDataParallel',
     'LayerDecayOptimizerConstructor', 'SafeCheckpointHook', 'TestSpeedHook',
     'add_compile_arguments', 'compile_options', 'compile_parts',
-    'compile_runner_model', 'setup_cpu_distributed',
+    'compile_runner_model', 'load_model_checkpoint', 'setup_cpu_distributed',
     'strict_load_from', 'teardown_distributed'
 ]

@@ -37,6 +37,7 @@ from cait_mm.core import ChannelGroup, CompressionSpec
 from cait_mm.utils.checkpoint_files import load_local_checkpoint
 from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
                              unwrap_state_dict)
+from .vit_layouts import TIMM, describe, vit_state_dict
 
 META_KEY = 'cait_mm'
 FORMAT = 2
@@ -129,8 +130,8 @@ class CompressedCheckpoint:
             raise ValueError(
                 f'Checkpoint "{filename}" has no cait_mm compression metadata:'
                 ' it is not an exported compressed model '
-                '(tools/deployment/export_compressed.py writes those). Load a '
-                "dense checkpoint with pretrained= or init_cfg=dict(type="
+                '(tools/deployment/export_compressed.py writes those). Load '
+                'a dense checkpoint with pretrained= or init_cfg=dict(type='
                 "'Pretrained', ...) instead.")
         # keep the backbone's tensors only (the heads may be most of it)
         prefix = meta.prefix or ''
@@ -196,13 +197,18 @@ def export_compressed(model: nn.Module,
 
 def load_vit_checkpoint(vit: nn.Module, checkpoint: Mapping, source: str,
                         prefix: Optional[str] = None) -> None:
-    """Load a checkpoint already read (DeiT/timm, OpenMMLab or compressed)
-    into a ``CAITViT``, resizing position embeddings.
+    """Load a checkpoint already read into a ``CAITViT``, resizing position
+    embeddings: DeiT/timm files, mmseg's and mmpretrain's ViTs (the layout
+    is told from the keys, :mod:`.vit_layouts`; a whole segmentor's or
+    classifier's ViT is found under ``backbone.`` without ``prefix``),
+    compressed checkpoints and our other OpenMMLab checkpoints.
 
     A compressed checkpoint's metadata gives its prefix and the grid of its
     position embeddings; its channel widths must be the ViT's.
 
     Raises:
+        CheckpointError: for a layout CAITViT does not read (the keys found
+            are named).
         RuntimeError: for a channel-pruned file whose widths differ, or any
             missing, unexpected or mis-shaped key (see :func:`load_strict`).
     """
@@ -219,8 +225,12 @@ def load_vit_checkpoint(vit: nn.Module, checkpoint: Mapping, source: str,
                 f'{source} is channel-pruned; its widths do not fit this '
                 f'CAITViT (first differing block: {block}). Build the '
                 'backbone from it with compressed=FILE instead.')
-    state = convert_timm_vit(unwrap_state_dict(checkpoint, prefix),
-                             keep_final_norm=vit.final_norm)
+    state, layout = vit_state_dict(unwrap_state_dict(checkpoint), source,
+                                   prefix)
+    if layout != TIMM:
+        # the keys named in errors are the converted ones
+        source = f'{source} (read as {describe(layout)})'
+    state = convert_timm_vit(state, keep_final_norm=vit.final_norm)
     if 'pos_embed' in state:
         state['pos_embed'] = resize_pos_embed(
             state['pos_embed'], vit.pos_grid, vit.num_prefix_tokens,

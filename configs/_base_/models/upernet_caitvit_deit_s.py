@@ -43,3 +43,14 @@ upernet_deit_b = dict(
     backbone=dict(arch='deit-b'),
     decode_head=dict(in_channels=[768, 768, 768, 768]),
     auxiliary_head=dict(in_channels=768))
+# mmseg's vit_vit-b16_mln_upernet structure: ViT-B (DeiT-B's architecture,
+# mmseg's drop path 0) with the model base's MultiLevelNeck (the four 1/16
+# maps at 4x, 2x, 1x and 0.5x) in front of 768-channel heads, and mmseg's
+# pretrained file name (vit2mmseg.py's output; CAITViT reads it as it is, as
+# it reads timm's ViT-B file).
+upernet_vit_b_mln = dict(
+    pretrained='pretrain/vit_base_patch16_224.pth',
+    backbone=dict(arch='deit-b', drop_path_rate=0.),
+    neck=dict(_delete_=True, **_base_.model.neck),
+    decode_head=dict(in_channels=[768, 768, 768, 768]),
+    auxiliary_head=dict(in_channels=768))

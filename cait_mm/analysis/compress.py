@@ -1,0 +1,302 @@
+"""Which token reducer keeps the most accuracy of a model at a FLOPs budget,
+measured training-free on its config's validation set
+(``tools/compress.py``).
+
+Every row evaluates the same checkpoint with the config's own runner and
+evaluator: the dense model, then each reducer set by its ``for_flops`` to
+the budget's block FLOPs at the backbone's ``img_size``. Reducers add no
+weights (TPS scores tokens by the class token's attention here), so the
+checkpoint loads strictly into every row.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from cait_mm.core import TOKEN_REDUCERS, build_token_reducer
+from cait_mm.utils.checkpoint_files import publish, write_atomic
+
+REDUCERS = ('ATME', 'ToMe', 'EViT', 'TPS')
+# the first metric a task reports that is present: what rows are ranked by
+METRICS = ('mIoU', 'coco/segm_mAP', 'coco/bbox_mAP', 'accuracy/top1')
+META_KEY = 'cait_mm_compress'
+
+
+@dataclass
+class Row:
+    """One evaluated setting: its name, the backbone's ``token_reducer``
+    (``None``: dense), its block FLOPs over the dense ViT's, what the
+    evaluator reported, and, once timed, the whole model's GFLOPs per image
+    (counted on the built model) and speed-up over dense."""
+    name: str
+    reducer: Optional[Dict]
+    flops: float
+    metrics: Dict[str, float]
+    gflops: Optional[float] = None
+    speedup: Optional[float] = None
+
+
+def time_rows(cfg: Config, rows: Sequence[Row], device: str,
+              repeats: int, log=print) -> None:
+    """Time every row's whole model in one run (the benchmark's method:
+    same input at the backbone's ``img_size``, batch 1, after warm-up,
+    median of ``repeats``; ratios to dense), filling ``gflops`` and
+    ``speedup``."""
+    from cait_mm.analysis.benchmark import Entry, benchmark
+    with tempfile.TemporaryDirectory() as folder:
+        # the rows' config as the caller merged it (overrides included)
+        config = osp.join(folder, 'config.py')
+        cfg.dump(config)
+        entries = [Entry(config, {'model.backbone.token_reducer':
+                                  row.reducer}, label=row.name)
+                   for row in rows]
+        img_size = cfg.model.backbone.get('img_size', 224)
+        shape = (img_size, img_size) if isinstance(img_size, int) \
+            else tuple(img_size)
+        results = benchmark(entries, shape, device=device, repeats=repeats,
+                            log=log)
+    for row, result in zip(rows, results):
+        row.gflops = round(result.flops / 1e9, 6)
+        row.speedup = round(result.speedup, 3)
+
+
+def _stage_blocks(num_layers: int) -> List[int]:
+    """Where TPS and EViT reduce: DeiT's (3, 6, 9) of 12 blocks, at the
+    same depth fractions in a ViT of another depth."""
+    return sorted({min(num_layers - 1, round(num_layers * k / 4))
+                   for k in (1, 2, 3)})
+
+
+def reducer_for_flops(kind: str, flops: float, grid, arch: Dict) -> Dict:
+    """``kind``'s config whose block FLOPs on ``grid`` patches are the
+    closest to ``flops`` (ToMe by its size-independent ratio)."""
+    if kind not in TOKEN_REDUCERS:
+        raise ValueError(f'Unknown reducer {kind!r}; valid: '
+                         f'{sorted(TOKEN_REDUCERS)}')
+    settings = {}
+    if kind == 'ToMe':
+        settings['knob'] = 'ratio'
+    elif kind in ('TPS', 'EViT'):
+        settings['blocks'] = _stage_blocks(arch['num_layers'])
+    return TOKEN_REDUCERS[kind].for_flops(
+        flops, grid, arch['num_layers'], arch['embed_dims'],
+        arch['mlp_ratio'], **settings)
+
+
+def block_flops(reducer: Optional[Dict], grid, arch: Dict) -> float:
+    """Block FLOPs of a reducer config over the dense ViT's (1 for none)."""
+    if reducer is None:
+        return 1.
+    return build_token_reducer(
+        reducer, arch['num_layers'], arch['embed_dims']).flops_fraction(
+            grid, arch['mlp_ratio'])
+
+
+def backbone_geometry(cfg: Config):
+    """The CAITViT's arch settings and the patch grid of its ``img_size``,
+    where the FLOPs budget is set (the backbone alone is built)."""
+    from cait_mm.models import CAITViT
+    settings = {k: v for k, v in cfg.model.backbone.items()
+                if k not in ('type', 'init_cfg', 'pretrained')}
+    backbone = CAITViT(**settings)
+    return backbone.arch_settings, backbone.pos_grid
+
+
+def primary_metric(metrics: Dict[str, float]) -> str:
+    for name in METRICS:
+        if name in metrics:
+            return name
+    if not metrics:
+        raise RuntimeError('The evaluator reported no metric')
+    return next(iter(metrics))
+
+
+def check_config(cfg: Config, source: str) -> None:
+    """A config that compress can evaluate: a validation set and a CAITViT
+    backbone."""
+    missing = [k for k in ('val_dataloader', 'val_evaluator')
+               if not cfg.get(k)]
+    if missing:
+        raise ValueError(f'{source} has no validation set ({missing} '
+                         'missing or None): compress evaluates every row on '
+                         "the config's validation set")
+    backbone = (cfg.get('model') or {}).get('backbone') or {}
+    if 'CAITViT' not in str(backbone.get('type')):
+        raise ValueError(f'{source}: model.backbone is '
+                         f'{backbone.get("type")!r}; compress needs a '
+                         'cait_mm.CAITViT backbone')
+
+
+def _row_config(cfg: Config, checkpoint: str, reducer: Optional[Dict],
+                work_dir: str, name: str,
+                max_samples: Optional[int]) -> Config:
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.token_reducer = reducer
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'compress_{name}'
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    cfg.launcher = 'none'
+    # the validation set, through the test loop (no training state)
+    cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+    cfg.test_evaluator = copy.deepcopy(cfg.val_evaluator)
+    cfg.test_cfg = dict(type='TestLoop')
+    if max_samples:
+        cfg.test_dataloader.dataset.indices = max_samples
+    return cfg
+
+
+def evaluate(cfg: Config, checkpoint: str, reducer: Optional[Dict],
+             work_dir: str, name: str, max_samples: Optional[int] = None):
+    """Evaluate one row with the config's runner; its metrics."""
+    from cait_mm.engine import strict_load_from
+    from cait_mm.utils.dataset_paths import (add_input_checks,
+                                             check_dataset_paths)
+    cfg = _row_config(cfg, checkpoint, reducer, work_dir, name, max_samples)
+    check_dataset_paths(cfg, ['test_dataloader'])
+    add_input_checks(cfg, ['test_dataloader'])
+    runner = Runner.from_cfg(cfg)
+    # every key must fit: a reducer adds no weights here
+    strict_load_from(runner, allow_uncompressed=False)
+    return {k: round(float(v), 4) for k, v in runner.test().items()}
+
+
+def compress(config: str,
+             checkpoint: str,
+             flops: float,
+             work_dir: str,
+             reducers: Sequence[str] = REDUCERS,
+             max_samples: Optional[int] = None,
+             options: Optional[Dict] = None,
+             out: Optional[str] = None,
+             device: Optional[str] = None,
+             repeats: int = 10,
+             log=print) -> Dict:
+    """Evaluate the dense model and every reducer at ``flops`` block FLOPs,
+    write ``compress.md`` and ``compress.json`` in ``work_dir``, and, with
+    ``out``, the chosen model (the reducer row with the best primary metric)
+    as ``out/config.py`` and ``out/model.pth``. Rows are timed on
+    ``device`` (CUDA when there is one) with ``repeats`` timed calls; 0:
+    not timed.
+
+    Returns:
+        dict: what ``compress.json`` holds.
+    """
+    if not 0 < flops < 1:
+        raise ValueError(f'--flops {flops} must be in (0, 1): a fraction '
+                         "of the dense ViT's block FLOPs")
+    cfg = Config.fromfile(config)
+    if options:
+        cfg.merge_from_dict(options)
+    check_config(cfg, config)
+    from cait_mm.models.backbones import configure_compressed_backbone
+    if configure_compressed_backbone(cfg, checkpoint):
+        raise ValueError(f'{checkpoint} is an exported compressed model; '
+                         'compress starts from a dense checkpoint')
+
+    arch, grid = backbone_geometry(cfg)
+    # every row's setting first: a budget out of reach fails in seconds
+    planned, unreached = [], {}
+    for kind in reducers:
+        try:
+            reducer = reducer_for_flops(kind, flops, grid, arch)
+        except ValueError as error:  # e.g. no ATME schedule gets there
+            unreached[kind] = str(error)
+        else:
+            fraction = block_flops(reducer, grid, arch)
+            if fraction <= flops * 1.03:
+                planned.append((kind, reducer, fraction))
+                continue
+            # not within 3% of the budget: no setting gets there
+            unreached[kind] = (f'its closest setting has {fraction:.3f} of '
+                               'the block FLOPs')
+        log(f'{kind} left out: {unreached[kind]}')
+    if not planned:
+        raise ValueError(
+            f'No reducer reaches {flops:g} of the block FLOPs at this input '
+            f'size ({grid[0]}x{grid[1]} patches): ' + '; '.join(
+                f'{k}: {v}' for k, v in unreached.items()))
+
+    rows = [Row('dense', None, 1., evaluate(
+        cfg, checkpoint, None, osp.join(work_dir, 'dense'), 'dense',
+        max_samples))]
+    for kind, reducer, fraction in planned:
+        rows.append(Row(kind, reducer, round(fraction, 4), evaluate(
+            cfg, checkpoint, reducer, osp.join(work_dir, kind), kind,
+            max_samples)))
+    if repeats:
+        time_rows(cfg, rows, device or (
+            'cuda' if torch.cuda.is_available() else 'cpu'), repeats, log)
+    metric = primary_metric(rows[0].metrics)
+    dense = rows[0].metrics[metric]
+    chosen = max(rows[1:], key=lambda r: r.metrics[metric])
+    result = dict(
+        config=config, checkpoint=checkpoint, flops=flops, metric=metric,
+        grid=list(grid), max_samples=max_samples, chosen=chosen.name,
+        unreached=unreached, rows=[asdict(r) for r in rows])
+    table = to_markdown(rows, metric, dense, chosen.name, unreached)
+    log(table)
+    os.makedirs(work_dir, exist_ok=True)
+    write_atomic(osp.join(work_dir, 'compress.md'), table + '\n')
+    write_atomic(osp.join(work_dir, 'compress.json'),
+                 json.dumps(result, indent=2) + '\n')
+    if out is not None:
+        write_chosen(cfg, checkpoint, chosen, result, out)
+        log(f'{chosen.name} written to {out}: python tools/test.py '
+            f'{osp.join(out, "config.py")} {osp.join(out, "model.pth")}')
+    return result
+
+
+def to_markdown(rows: Sequence[Row], metric: str, dense: float,
+                chosen: str, unreached: Optional[Dict[str, str]] = None
+                ) -> str:
+    lines = [f'| row | reducer | block FLOPs | GFLOPs | speed-up | '
+             f'{metric} | % of dense |',
+             '|---|---|---|---|---|---|---|']
+    for row in rows:
+        settings = '' if row.reducer is None else ', '.join(
+            f'{k}={v}' for k, v in row.reducer.items() if k != 'type')
+        value = row.metrics[metric]
+        share = 100 * value / dense if dense else float('nan')
+        mark = ' (chosen)' if row.name == chosen else ''
+        timed = '| |' if row.speedup is None else \
+            f'| {row.gflops:.3g} | {row.speedup:.2f}x |'
+        lines.append(f'| {row.name}{mark} | {settings} | {row.flops:.3f} '
+                     f'{timed} {value:.2f} | {share:.1f} |')
+    for kind, why in (unreached or {}).items():
+        lines.append(f'\n{kind} is left out: {why}.')
+    return '\n'.join(lines)
+
+
+def write_chosen(cfg: Config, checkpoint: str, chosen: Row, result: Dict,
+                 out: str) -> None:
+    """``out/config.py``: the config with the chosen reducer;
+    ``out/model.pth``: the checkpoint's weights in CAITViT's layout (a
+    reducer adds none), with the choice in ``meta``."""
+    from mmengine.runner import CheckpointLoader
+
+    from cait_mm.models.backbones.vit_checkpoint import unwrap_state_dict
+    from cait_mm.models.backbones.vit_layouts import convert_model_state
+    os.makedirs(out, exist_ok=True)
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.token_reducer = chosen.reducer
+    cfg.load_from = None
+    cfg.dump(osp.join(out, 'config.py'))
+    state, _ = convert_model_state(
+        unwrap_state_dict(CheckpointLoader.load_checkpoint(
+            checkpoint, map_location='cpu')), ['backbone.'],
+        f'Checkpoint "{checkpoint}"')
+    meta = {META_KEY: dict(
+        (k, result[k]) for k in ('config', 'checkpoint', 'flops', 'metric',
+                                 'chosen', 'max_samples'))}
+    meta[META_KEY]['rows'] = json.dumps(result['rows'])
+    path = osp.join(out, 'model.pth')
+    torch.save(dict(state_dict=state, meta=meta), f'{path}.tmp')
+    publish(f'{path}.tmp', path)
