@@ -1,9 +1,12 @@
-"""``python tests/test_tools/die_while_saving.py N [--match S] TOOL ARGS``:
-run the tool, and on its N-th write of a checkpoint or export (a ``.pth``
-through MMEngine's file backend or ``torch.save``, an ``.onnx`` through
-``torch.onnx.export``; with ``--match``, only files whose name holds S are
-counted), write half of the file and die at once (``os._exit``), as a killed
-job does; every other file is written as usual."""
+"""``python tests/test_tools/die_while_saving.py N [--match S] [--enospc]
+TOOL ARGS``: run the tool, and on its N-th write of a checkpoint or export
+(a ``.pth`` through MMEngine's file backend or ``torch.save``, an ``.onnx``
+through ``torch.onnx.export``; with ``--match``, only files whose name holds
+S are counted), write half of the file and die at once (``os._exit``), as a
+killed job does, or, with ``--enospc``, fail as a full disk does (``OSError``
+ENOSPC, naming no file, as ``write`` does); every other file is written as
+usual."""
+import errno
 import io
 import os
 import os.path as osp
@@ -20,6 +23,9 @@ MATCH = ''
 if sys.argv[1] == '--match':
     MATCH = sys.argv[2]
     del sys.argv[1:3]
+ENOSPC = sys.argv[1] == '--enospc'
+if ENOSPC:
+    del sys.argv[1]
 _writes = []
 
 
@@ -32,6 +38,8 @@ def _maybe_die(data: bytes, filepath) -> None:
     if len(_writes) == DIE_AT:
         with open(filepath, 'wb') as f:
             f.write(data[:len(data) // 2])
+        if ENOSPC:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os._exit(9)
 
 

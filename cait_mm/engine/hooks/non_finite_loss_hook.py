@@ -1,6 +1,6 @@
 """NonFiniteLossHook: a NaN loss stops the run before it spoils the weights.
 """
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.dist import is_distributed
@@ -40,7 +40,10 @@ class NonFiniteLossHook(Hook):
       is applied or saved, so ``last_checkpoint`` keeps naming the last good
       checkpoint.
     - ``action='skip'``: leaves that step out (no backward, no optimizer
-      step) and goes on, logging the same.
+      step, and the buffers the forward pass updated, such as batch-norm
+      statistics, are put back as they were) and goes on, logging the
+      same. It copies the model's floating-point buffers before every
+      step for that.
 
     In a distributed run every rank skips or stops together (the check is
     all-reduced), as a rank that left out the backward pass would leave
@@ -56,6 +59,7 @@ class NonFiniteLossHook(Hook):
                              f'{action!r}')
         self.action = action
         self._files: List[str] = []
+        self._buffers: Dict[str, torch.Tensor] = {}
         self.skipped = 0
 
     def before_train(self, runner) -> None:
@@ -77,6 +81,12 @@ class NonFiniteLossHook(Hook):
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch: Optional[dict] = None) -> None:
         self._files = batch_files(data_batch)
+        if self.action == 'skip':
+            self._buffers = {
+                name: buffer.detach().clone()
+                for name, buffer in runner.model.named_buffers()
+                if buffer.is_floating_point()
+            }
 
     @staticmethod
     def _all_finite(loss: torch.Tensor) -> bool:
@@ -96,6 +106,10 @@ class NonFiniteLossHook(Hook):
                 f'Iteration {runner.iter + 1}: the loss is not finite on '
                 f'another rank (this rank\'s batch: {files})')
         if self.action == 'skip':
+            with torch.no_grad():
+                for name, buffer in runner.model.named_buffers():
+                    if name in self._buffers:
+                        buffer.copy_(self._buffers[name])
             self.skipped += 1
             runner.logger.warning(f'{what}; the step is skipped '
                                   f'({self.skipped} skipped so far)')
