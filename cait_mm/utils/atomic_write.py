@@ -19,13 +19,16 @@ from typing import Iterator
 PARTIAL = '.partial'
 
 
-def partial_path(path: str) -> str:
+def partial_path(path: str, keep_suffix: bool = False) -> str:
     """The temporary name :func:`atomic_output` writes ``path`` under.
 
     It holds the writer's pid, so that two processes writing the same file
-    never write into one temporary file (the last rename wins, whole).
+    never write into one temporary file (the last rename wins, whole). With
+    ``keep_suffix``, it ends in ``path``'s suffix too, for writers that
+    choose the format by the name (``x.pkl.<pid>.partial.pkl``).
     """
-    return f'{path}.{os.getpid()}{PARTIAL}'
+    suffix = osp.splitext(path)[1] if keep_suffix else ''
+    return f'{path}.{os.getpid()}{PARTIAL}{suffix}'
 
 
 def _fsync(path: str) -> None:
@@ -52,17 +55,18 @@ def _remove(path: str) -> None:
 
 
 @contextmanager
-def atomic_output(path: str) -> Iterator[str]:
+def atomic_output(path: str, keep_suffix: bool = False) -> Iterator[str]:
     """Write ``path`` through a temporary file.
 
-    Yields the temporary path (:func:`partial_path`) to write to; when the
+    Yields the temporary path (:func:`partial_path`, ``keep_suffix`` passed
+    on) to write to; when the
     block ends without an error the file is published as ``path``
     (:func:`publish`). When the block raises (a failed write, a check of the
     written file that fails, ``SystemExit``) the temporary file is removed,
     ``path`` is left as it was, and an ``OSError`` that names no file (a
     full disk: ``write`` reports none) is raised again naming ``path``.
     """
-    tmp_path = partial_path(path)
+    tmp_path = partial_path(path, keep_suffix)
     try:
         yield tmp_path
         publish(tmp_path, path)
