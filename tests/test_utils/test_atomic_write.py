@@ -37,3 +37,12 @@ def test_a_full_disk_names_the_file_and_removes_the_partial(tmp_path):
     assert error.value.filename == path
     assert 'No space left on device' in str(error.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_partial_name_can_keep_the_suffix(tmp_path):
+    """For writers that choose the format by the name (a .pkl dumper)."""
+    path = str(tmp_path / 'results.pkl')
+    with atomic_output(path, keep_suffix=True) as tmp:
+        assert tmp == f'{path}.{os.getpid()}.partial.pkl'
+        open(tmp, 'wb').write(b'x')
+    assert os.listdir(tmp_path) == ['results.pkl']
