@@ -59,6 +59,7 @@ from cait_mm.analysis.benchmark import to_markdown as speed_table
 from cait_mm.core import match_flops
 from cait_mm.core.atme_schedules import schedule_flops
 from cait_mm.core.spec import ARCHS
+from cait_mm.utils.atomic_write import atomic_output, write_bytes, write_text
 
 # the tools run from the repository this folder sits in
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -286,8 +287,7 @@ def run_rows(rows: Sequence[Row], data_root: str, work_dir: str,
                 *(['--resume'] if resume else []), '--cfg-options',
                 *cfg_options(data_root, options)
             ], osp.join(row_dir, 'train.log'))
-            with open(trained, 'w') as f:
-                f.write(_trained(work_dir, row.name) + '\n')
+            write_text(trained, _trained(work_dir, row.name) + '\n')
         ckpt = _trained(work_dir, row.reuse or row.name)
         if row.export:
             exported = osp.join(row_dir, 'compressed.pth')
@@ -383,7 +383,9 @@ def plot(summary: Sequence[Dict], speed: Sequence, metric: str, title: str,
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(filename, dpi=120)
+    with atomic_output(filename) as tmp_path:
+        fig.savefig(tmp_path, dpi=120,
+                    format=osp.splitext(filename)[1][1:] or 'png')
     plt.close(fig)
 
 
@@ -407,13 +409,13 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
     text = (accuracy_table(summary, metric, heading) + '\n' + speed_table(
         speed, f'Speed: whole model, {shape[0]}x{shape[1]}, batch 1, '
         f'{device}, median of {repeats}; ratios to {rows[0].name}'))
-    with open(osp.join(work_dir, 'results.md'), 'w') as f:
-        f.write(text)
-    with open(osp.join(work_dir, 'results.json'), 'w') as f:
-        json.dump(
+    write_text(osp.join(work_dir, 'results.md'), text)
+    write_text(
+        osp.join(work_dir, 'results.json'),
+        json.dumps(
             dict(rows=results, summary=summary,
                  speed=[asdict(s) for s in speed], setting=setting,
-                 seeds=list(seeds)), f, indent=2)
+                 seeds=list(seeds)), indent=2))
     plot(summary, speed, metric, heading, osp.join(work_dir, 'results.png'))
     return text
 
@@ -520,15 +522,18 @@ def make_test_inputs(work: str, count: int, specs: Dict[str, str]) -> str:
         img = cv2.resize(low, (512, 512), interpolation=cv2.INTER_CUBIC)
         label = cv2.resize(rng.integers(1, 151, (8, 8), dtype=np.uint8),
                            (512, 512), interpolation=cv2.INTER_NEAREST)
-        cv2.imwrite(f'{root}/images/validation/{i:04d}.jpg', img)
-        cv2.imwrite(f'{root}/annotations/validation/{i:04d}.png', label)
+        write_bytes(f'{root}/images/validation/{i:04d}.jpg',
+                    cv2.imencode('.jpg', img)[1].tobytes())
+        write_bytes(f'{root}/annotations/validation/{i:04d}.png',
+                    cv2.imencode('.png', label)[1].tobytes())
     for label, spec in specs.items():
         path = osp.join(work, f'{label}.pth')
         if not osp.isfile(path):
             entry = Entry.parse(spec)
             model = build_model(entry.config, entry.overrides)
-            torch.save(dict(state_dict=model.state_dict(), meta=dict()),
-                       path)
+            with atomic_output(path) as tmp_path:
+                torch.save(dict(state_dict=model.state_dict(), meta=dict()),
+                           tmp_path)
     return root
 
 
@@ -647,11 +652,11 @@ def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
                     if device == 'cuda' else 'cpu', mode='compiled',
                     images=images, warmup_batches=warmup, shape=[512, 512],
                     batch_size=1, torch=torch.__version__)
-                with open(osp.join(out_dir, 'test_compile.json'), 'w') as f:
-                    json.dump(dict(setting=setting, results=runs), f,
-                              indent=2)
-                with open(osp.join(out_dir, 'test_compile.md'), 'w') as f:
-                    f.write(test_table(runs, setting))
+                write_text(osp.join(out_dir, 'test_compile.json'),
+                           json.dumps(dict(setting=setting, results=runs),
+                                      indent=2))
+                write_text(osp.join(out_dir, 'test_compile.md'),
+                           test_table(runs, setting))
             continue
         if done(f'{name}.json'):
             log(f'{name}: in {out_dir} already')
@@ -673,8 +678,7 @@ def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
         lines.append(f'- {osp.basename(path)[:-5]}: ' + ', '.join(
             f'{r["name"]} {r["speedup"]:.2f}x' for r in data['results']))
     summary = '\n'.join(lines) + '\n'
-    with open(osp.join(out_dir, 'summary.md'), 'w') as f:
-        f.write(summary)
+    write_text(osp.join(out_dir, 'summary.md'), summary)
     return summary
 
 

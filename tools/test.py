@@ -9,7 +9,9 @@
 (``default_scope``): for mmseg, a directory of predicted label maps and of
 painted images; for mmdet, a ``.pkl`` of raw detections and painted images;
 for mmpretrain (ImageNet classification), a ``.pkl`` of the predictions
-(scores and labels per image) and painted images.
+(scores and labels per image) and painted images. A ``.pkl`` is written
+under a temporary name and renamed when complete (a failed or killed run
+leaves an earlier one as it was).
 The checkpoint is loaded strictly: one that does not fit the config fails,
 listing the missing and unexpected keys. A segmentor or classifier saved by
 mmseg or mmpretrain loads into the config that mirrors it (its ViT's keys
@@ -23,11 +25,13 @@ eager. The scores come with the run's speed, ``images_per_s`` after
 those), data loading and evaluation included (``TestSpeedHook``).
 """
 import argparse
+import contextlib
 import importlib
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -35,6 +39,7 @@ from cait_mm.engine import (TestSpeedHook, add_compile_arguments,
                             compile_runner_model, setup_cpu_distributed,
                             strict_load_from, teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
+from cait_mm.utils.atomic_write import atomic_output
 from cait_mm.utils.checkpoint_files import CheckpointError, checkpoint_problem
 from cait_mm.utils.dataset_paths import add_input_checks, check_dataset_paths
 
@@ -149,14 +154,20 @@ def main():
     # Nothing may be missing: untrained compactors or token scorers would
     # be scored too.
     strict_load_from(runner, allow_uncompressed=False)
-    if args.out is not None and task in DUMPERS:
-        # imported here: only the config's task package is needed
-        module, name = DUMPERS[task].rsplit('.', 1)
-        dumper = getattr(importlib.import_module(module), name)
-        runner.test_evaluator.metrics.append(dumper(out_file_path=args.out))
-    runner.register_hook(TestSpeedHook(warmup=args.speed_warmup))
-    compile_runner_model(runner, args)
-    runner.test()
+    dump = args.out is not None and task in DUMPERS
+    # the pickle is written by the main process only; complete or not at all
+    out = atomic_output(args.out, keep_suffix=True) \
+        if dump and is_main_process() else contextlib.nullcontext(args.out)
+    with out as out_path:
+        if dump:
+            # imported here: only the config's task package is needed
+            module, name = DUMPERS[task].rsplit('.', 1)
+            dumper = getattr(importlib.import_module(module), name)
+            runner.test_evaluator.metrics.append(
+                dumper(out_file_path=out_path))
+        runner.register_hook(TestSpeedHook(warmup=args.speed_warmup))
+        compile_runner_model(runner, args)
+        runner.test()
     teardown_distributed()
 
 

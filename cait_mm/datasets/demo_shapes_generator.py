@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from cait_mm.utils.atomic_write import write_bytes, write_text
+
 CLASSES = ('background', 'disc', 'square', 'triangle', 'ring', 'cross')
 PALETTE = [[0, 0, 0], [220, 20, 60], [0, 128, 255], [255, 200, 0],
            [0, 190, 90], [170, 60, 255]]
@@ -180,19 +182,19 @@ def generate_demo_dataset(out_dir: str,
         for i in range(num):
             image, label, instances = render_scene(seed, split, i, size)
             name = f'demo_{i:05d}'
-            cv2.imwrite(
-                osp.join(img_dir, name + '.jpg'), image[..., ::-1],
-                [cv2.IMWRITE_JPEG_QUALITY, 95])
-            cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
+            jpg = cv2.imencode('.jpg', np.ascontiguousarray(
+                image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+            write_bytes(osp.join(img_dir, name + '.jpg'), jpg.tobytes())
+            write_bytes(osp.join(ann_dir, name + '.png'),
+                        cv2.imencode('.png', label)[1].tobytes())
             images.append(
                 dict(id=i, file_name=name + '.jpg', height=size[0],
                      width=size[1]))
             for cls, mask in instances:
                 annotations.append(
                     _coco_annotation(len(annotations) + 1, i, cls, mask))
-        with open(osp.join(out_dir, 'annotations',
-                           f'instances_{split}.json'), 'w') as f:
-            json.dump(
-                dict(images=images, annotations=annotations,
-                     categories=categories), f)
+        write_text(
+            osp.join(out_dir, 'annotations', f'instances_{split}.json'),
+            json.dumps(dict(images=images, annotations=annotations,
+                            categories=categories)))
     return counts

@@ -3,13 +3,15 @@ from .compile import (COMPILED_PARTS, add_compile_arguments, compile_options,
                       compile_parts, compile_runner_model)
 from .cpu_distributed import (CPUDistributedDataParallel,
                               setup_cpu_distributed, teardown_distributed)
-from .hooks import CDCPHook, SafeCheckpointHook, TestSpeedHook
+from .hooks import (CDCPHook, NonFiniteLossHook, SafeCheckpointHook,
+                    TestSpeedHook)
 from .optimizers import LayerDecayOptimizerConstructor
 from .strict_load import load_model_checkpoint, strict_load_from
 
 __all__ = [
     'CDCPHook', 'COMPILED_PARTS', 'CPUDistributedDataParallel',
-    'LayerDecayOptimizerConstructor', 'SafeCheckpointHook', 'TestSpeedHook',
+    'LayerDecayOptimizerConstructor', 'NonFiniteLossHook',
+    'SafeCheckpointHook', 'TestSpeedHook',
     'add_compile_arguments', 'compile_options', 'compile_parts',
     'compile_runner_model', 'load_model_checkpoint', 'setup_cpu_distributed',
     'strict_load_from', 'teardown_distributed'

@@ -181,11 +181,18 @@ def check_dataset_paths(cfg, dataloaders: Iterable[str]) -> None:
 _LOADS = ('LoadImageFromFile', 'LoadAnnotations')
 
 
-def add_input_checks(cfg, dataloaders: Iterable[str]) -> None:
+def _type(step) -> str:
+    return str(step.get('type', '')).split('.')[-1]
+
+
+def add_input_checks(cfg, dataloaders: Iterable[str],
+                     fail_on_non_finite: Iterable[str] = ()) -> None:
     """Put ``cait_mm.CheckInputs`` after the last loading transform of
     every pipeline of ``dataloaders`` (once), so that label ids outside the
     segmentation head's classes fail naming the file, in training and in
-    evaluation alike, and non-finite images are reported by name.
+    evaluation alike, and non-finite images are reported by name (in the
+    run's log); in the pipelines of ``fail_on_non_finite`` (a subset of
+    ``dataloaders``) they fail.
 
     The classes and the ignore index are the decode head's (mmseg); other
     tasks' samples get the image check only.
@@ -197,13 +204,21 @@ def add_input_checks(cfg, dataloaders: Iterable[str]) -> None:
         type='cait_mm.CheckInputs',
         num_classes=head.get('num_classes') if head else None,
         ignore_index=head.get('ignore_index', 255) if head else 255)
+    fail_on_non_finite = set(fail_on_non_finite)
     for key in dataloaders:
         loader = cfg.get(key)
         if not loader:
             continue
+        non_finite = 'error' if key in fail_on_non_finite else 'log'
         for dataset in _leaf_datasets(loader['dataset']):
             pipeline = dataset.get('pipeline') or []
-            types = [str(t.get('type', '')).split('.')[-1] for t in pipeline]
-            loads = [i for i, name in enumerate(types) if name in _LOADS]
+            for i, step in enumerate(pipeline):
+                if _type(step) in _LOADS:
+                    pipeline[i] = dict(type='cait_mm.NameLoadErrors',
+                                       transform=step)
+            types = [_type(t) for t in pipeline]
+            loads = [i for i, name in enumerate(types)
+                     if name == 'NameLoadErrors']
             if loads and 'CheckInputs' not in types:
-                pipeline.insert(loads[-1] + 1, dict(check))
+                pipeline.insert(loads[-1] + 1,
+                                dict(check, non_finite=non_finite))

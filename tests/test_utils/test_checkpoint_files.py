@@ -1,5 +1,5 @@
-"""Checkpoint files: what is wrong with a broken one, atomic writes, and
-what --resume continues from."""
+"""Checkpoint files: what is wrong with a broken one, safe loading from
+every scheme, and what --resume continues from."""
 import os
 
 import pytest
@@ -10,8 +10,7 @@ import cait_mm  # noqa: F401  (registers the loader)
 from cait_mm.utils.checkpoint_files import (CheckpointError,
                                             checkpoint_problem,
                                             find_resume_checkpoint,
-                                            load_local_checkpoint,
-                                            write_atomic)
+                                            load_local_checkpoint)
 
 
 def _save(path, step=1):
@@ -58,16 +57,71 @@ def test_mmengine_loads_through_the_checked_loader(tmp_path):
     torch.save(dict(hook=print), unsafe)
     with pytest.raises(CheckpointError) as error:
         load_local_checkpoint(str(unsafe))
-    assert 'cannot be loaded safely (Unsupported global' in str(error.value)
+    assert 'cannot be loaded safely (refused GLOBAL print: Unsupported ' \
+        'global' in str(error.value)
     assert 'weights_only=False' not in str(error.value)
 
 
-def test_write_atomic_replaces_the_whole_file(tmp_path):
-    path = str(tmp_path / 'last_checkpoint')
-    write_atomic(path, 'a' * 100)
-    write_atomic(path, 'b')
-    assert open(path).read() == 'b'
-    assert os.listdir(tmp_path) == ['last_checkpoint']
+class _Payload:
+    """Unpickling it runs a shell command (creates the file ``path``)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.path}', )
+
+
+@pytest.mark.parametrize('name, url', [
+    ('evil.pth', 'https://example.invalid/models/evil.pth'),
+    ('resnet18-f37072fd.pth', 'torchvision://resnet18'),
+    ('vgg16_caffe-292e1171.pth', 'open-mmlab://vgg16_caffe'),
+])
+def test_a_remote_checkpoint_runs_no_code(tmp_path, monkeypatch, name, url):
+    """MMEngine fetches http(s), torchvision and open-mmlab checkpoints with
+    torch.hub, which unpickles anything; the file in the hub cache (no
+    network: it is used as downloaded) is refused, naming what it holds."""
+    hub = tmp_path / 'hub'
+    (hub / 'checkpoints').mkdir(parents=True)
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(hub))
+    ran = tmp_path / 'payload_ran'
+    torch.save(dict(state_dict={}, meta=_Payload(ran)),
+               hub / 'checkpoints' / name)
+    with pytest.raises(CheckpointError) as error:
+        CheckpointLoader.load_checkpoint(url)
+    message = str(error.value)
+    assert f'checkpoints/{name}" holds an object that cannot be loaded ' \
+        'safely (refused GLOBAL posix.system' in message
+    assert f'fetched for {url}' in message
+    assert not ran.exists()
+    # a good file the same way loads, and torch.load is torch's again
+    _save(hub / 'checkpoints' / name, 5)
+    assert CheckpointLoader.load_checkpoint(url)['meta'] == dict(iter=5)
+    assert torch.load.__module__ == 'torch.serialization'
+
+
+def _zero_block(path):
+    data = bytearray(open(path, 'rb').read())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)
+    open(path, 'wb').write(bytes(data))
+
+
+def test_a_damaged_or_mixed_checkpoint_is_corrupt(tmp_path):
+    zeroed = _save(tmp_path / 'zeroed.pth', 1)
+    _zero_block(zeroed)
+    # torch itself loads it, with wrong weights
+    assert torch.load(zeroed)['state_dict']['w'].sum() != 64
+    # the start of one run's checkpoint, the end of another's
+    a, b = _save(tmp_path / 'a.pth', 1), _save(tmp_path / 'b.pth', 2)
+    mixed = tmp_path / 'mixed.pth'
+    data_a, data_b = open(a, 'rb').read(), open(b, 'rb').read()
+    mixed.write_bytes(data_a[:len(data_a) // 2] + data_b[len(data_b) // 2:])
+    for path in (zeroed, str(mixed)):
+        assert checkpoint_problem(path).startswith('is corrupt: the data of '
+                                                   'its entry')
+        with pytest.raises(CheckpointError, match='is corrupt'):
+            CheckpointLoader.load_checkpoint(path)
 
 
 def test_resume_from_what_last_checkpoint_names_or_the_newest_complete(
@@ -83,8 +137,11 @@ def test_resume_from_what_last_checkpoint_names_or_the_newest_complete(
     assert find_resume_checkpoint(str(tmp_path), messages.append) == \
         str(tmp_path / 'iter_1.pth')
     assert messages == []
+    _save(tmp_path / 'iter_5.pth', 5)
+    _zero_block(tmp_path / 'iter_5.pth')
     for named, why in ((str(tmp_path / 'iter_10.pth'),
                         'which is truncated or corrupt'),
+                       (str(tmp_path / 'iter_5.pth'), 'which is corrupt'),
                        (str(tmp_path / 'iter_7.pth'), 'which does not exist'),
                        ('', 'has an empty last_checkpoint')):
         pointer.write_text(named)

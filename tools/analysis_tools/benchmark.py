@@ -50,6 +50,7 @@ from cait_mm.analysis.benchmark import (PARTS, Entry, benchmark, bound_entries,
                                         runtime_cudnn_benchmark, to_json,
                                         to_markdown)
 from cait_mm.engine.compile import compile_options
+from cait_mm.utils.atomic_write import write_text
 
 
 def parse_args():
@@ -158,10 +159,9 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.join(args.out_dir,
                     args.name or time.strftime('%Y%m%d_%H%M%S'))
-    with open(stem + '.md', 'w') as f:
-        f.write(table)
-    with open(stem + '.json', 'w') as f:
-        json.dump(to_json(results, setting), f, indent=2)
+    write_text(stem + '.md', table)
+    write_text(stem + '.json', json.dumps(to_json(results, setting),
+                                          indent=2))
     saved = [f'{stem}.md', f'{stem}.json']
     if args.profile:
         report = ''.join(
@@ -172,8 +172,7 @@ def main():
             f'\n{r.profile}\n' for r in results)
         print(report)
         saved.append(f'{stem}_profile.txt')
-        with open(saved[-1], 'w') as f:
-            f.write(report)
+        write_text(saved[-1], report)
     print('saved ' + ', '.join(saved))
 
 

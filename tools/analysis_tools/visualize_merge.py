@@ -15,6 +15,7 @@ model.backbone.token_reducer.schedule=deit-s`` shows the training-free
 behaviour); without one the weights are random.
 """
 import argparse
+import os.path as osp
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from mmengine.config import DictAction
 
 from cait_mm.analysis.model_from_config import build_model
+from cait_mm.utils.atomic_write import write_bytes
 
 
 def parse_args():
@@ -105,7 +107,11 @@ def main():
         draw(image, groups[b][0], patch, f'block {b}: {groups[b][1]} tokens')
         for b in blocks
     ]
-    cv2.imwrite(args.out, np.concatenate(panels, axis=1))
+    ok, png = cv2.imencode(osp.splitext(args.out)[1] or '.png',
+                           np.concatenate(panels, axis=1))
+    if not ok:
+        raise ValueError(f'cannot write an image as {args.out}')
+    write_bytes(args.out, png.tobytes())
     print(f'saved {args.out}: ' + ', '.join(
         f'block {b} {groups[b][1]} tokens' for b in blocks))
 

@@ -12,6 +12,10 @@ per-block widths, token reducer) that rebuilds the compact backbone:
 (``CAITUPerHead``'s compactors are folded and its pruned channels removed
 too; an auxiliary head keeps its weights).
 
+OUT is written under a temporary name and renamed once it loads with
+``torch.load(weights_only=True)``: a kill or an error leaves an earlier OUT
+as it was.
+
 Evaluate the exported model with the training config (tools/test.py sees
 the metadata and builds the compact backbone from it):
 
@@ -21,7 +25,6 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import DictAction
 
 from cait_mm.analysis.model_from_config import build_model
@@ -67,7 +70,6 @@ def main():
         else:
             for kind, value in info['heads'][name]['channel_widths'].items():
                 print(f'  {kind}: {value}')
-    torch.load(args.out, map_location='cpu', weights_only=True)
     print(f'saved {args.out}')
 
 

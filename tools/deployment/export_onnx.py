@@ -11,10 +11,12 @@ image; ``backbone`` the backbone alone (its restored feature maps);
 ``features`` backbone and neck (what detectors export). Token reducers
 (ATME, TPS, ToMe, EViT) and channel pruning are exported with the model;
 the sizes they reduce to are fixed by the input size. An exported
-compressed checkpoint (``tools/deployment/export_compressed.py``) is read with
-its
-training config, as by tools/test.py. The ONNX Runtime outputs must equal
-PyTorch's within ``--tolerance`` (max abs), else the tool fails.
+compressed checkpoint (``tools/deployment/export_compressed.py``) is read
+with its training config, as by tools/test.py. The ONNX Runtime outputs
+must equal PyTorch's within ``--tolerance`` (max abs), else the tool fails.
+OUT is written under a temporary name and renamed only once that check
+passes: a failed check, an error or a kill leaves no new file under OUT,
+and an earlier OUT as it was.
 """
 import argparse
 import os
@@ -25,6 +27,7 @@ from mmengine.config import DictAction
 
 from cait_mm.analysis.model_from_config import build_model
 from cait_mm.deploy import PartForward, check_onnx, export_onnx, onnx_session
+from cait_mm.utils.atomic_write import atomic_output
 
 
 def parse_args():
@@ -51,14 +54,16 @@ def main():
     inputs = torch.randn(args.batch_size, 3, *args.shape)
     if osp.dirname(args.out):
         os.makedirs(osp.dirname(args.out), exist_ok=True)
-    export_onnx(part, inputs, args.out)
-    difference = check_onnx(part, onnx_session(args.out), inputs)
+    with atomic_output(args.out) as tmp_path:
+        export_onnx(part, inputs, tmp_path)
+        difference = check_onnx(part, onnx_session(tmp_path), inputs)
+        if not difference <= args.tolerance:
+            raise SystemExit(
+                f'ONNX Runtime differs from PyTorch by {difference:.2e} > '
+                f'--tolerance {args.tolerance}; {args.out} not written')
     print(f'wrote {args.out} ({args.part}, input {args.batch_size}x3x'
           f'{args.shape[0]}x{args.shape[1]}); ONNX Runtime vs PyTorch: max '
           f'abs difference {difference:.2e}')
-    if not difference <= args.tolerance:
-        raise SystemExit(f'ONNX Runtime differs from PyTorch by '
-                         f'{difference:.2e} > --tolerance {args.tolerance}')
 
 
 if __name__ == '__main__':

@@ -16,6 +16,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from cait_mm.utils.atomic_write import write_bytes
+
 SPLITS = ('training', 'validation')
 IGNORE_INDEX = 255
 
@@ -140,11 +142,14 @@ def check_same_size(img_path: str, image: np.ndarray, mask_path: str,
 
 
 def write_png(path: str, array: np.ndarray) -> None:
-    """Write ``(H, W)`` grey/label or ``(H, W, 3)`` RGB losslessly."""
+    """Write ``(H, W)`` grey/label or ``(H, W, 3)`` RGB losslessly, whole or
+    not at all (:func:`~cait_mm.utils.atomic_write.write_bytes`)."""
     if array.ndim == 3:
         array = array[..., ::-1]
-    if not cv2.imwrite(path, np.ascontiguousarray(array)):
-        raise OSError(f'cannot write {path}')
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(array))
+    if not ok:
+        raise OSError(f'cannot encode {path} as PNG')
+    write_bytes(path, png.tobytes())
 
 
 @dataclass

@@ -34,6 +34,7 @@ from mmengine.runner import CheckpointLoader
 from torch import Tensor, nn
 
 from cait_mm.core import ChannelGroup, CompressionSpec
+from cait_mm.utils.atomic_write import atomic_output
 from cait_mm.utils.checkpoint_files import load_local_checkpoint
 from .vit_checkpoint import (convert_timm_vit, load_strict, resize_pos_embed,
                              unwrap_state_dict)
@@ -146,11 +147,16 @@ def save_compressed(filename: str, state_dict: Dict[str, Tensor],
     """Write ``state_dict`` with ``meta`` as ``meta['cait_mm']``.
 
     Only tensors and plain Python types go in, so the file loads with
-    ``torch.load(weights_only=True)`` and needs no allow-list.
+    ``torch.load(weights_only=True)`` and needs no allow-list. The file is
+    written under a temporary name and only takes ``filename`` once it
+    loads that way (:func:`~cait_mm.utils.atomic_write.atomic_output`): a
+    kill or an error leaves the previous export as it was.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    torch.save(dict(state_dict=state, meta={META_KEY: meta.to_dict()}),
-               filename)
+    with atomic_output(filename) as tmp_path:
+        torch.save(dict(state_dict=state, meta={META_KEY: meta.to_dict()}),
+                   tmp_path)
+        torch.load(tmp_path, map_location='cpu', weights_only=True)
 
 
 def export_compressed(model: nn.Module,
