@@ -6,7 +6,7 @@
 
 The task (segmentation, detection, ImageNet classification) follows from the
 config's ``default_scope``; everything else is MMEngine's Runner, with these
-safeguards (docs/reliability.md): one run per work dir (a second one fails
+safeguards (docs/guides/reliability.md): one run per work dir (a second one fails
 at once, naming the first: ``cait_mm.utils.work_dir_lock``); ``load_from``
 loads strictly (a checkpoint of another architecture fails before
 training, listing the keys that do not fit); ``--resume`` without a value
