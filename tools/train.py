@@ -5,9 +5,10 @@
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 The task (segmentation, detection, ImageNet classification) follows from the
-config's ``default_scope``; everything else is MMEngine's Runner, with these
-safeguards (docs/guides/reliability.md): one run per work dir (a second one fails
-at once, naming the first: ``cait_mm.utils.work_dir_lock``); ``load_from``
+config's ``default_scope``; everything else is MMEngine's Runner, with
+these safeguards (docs/guides/reliability.md): one run per work dir (a
+second one fails at once, naming the first: ``cait_mm.utils.work_dir_lock``);
+``load_from``
 loads strictly (a checkpoint of another architecture fails before
 training, listing the keys that do not fit); ``--resume`` without a value
 continues from the checkpoint ``last_checkpoint`` names or, when that one
