@@ -21,7 +21,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from cait_mm.core import TOKEN_REDUCERS, build_token_reducer
-from cait_mm.utils.checkpoint_files import publish, write_atomic
+from cait_mm.utils.atomic_write import atomic_output, write_text
 
 REDUCERS = ('ATME', 'ToMe', 'EViT', 'TPS')
 # the first metric a task reports that is present: what rows are ranked by
@@ -244,9 +244,9 @@ def compress(config: str,
     table = to_markdown(rows, metric, dense, chosen.name, unreached)
     log(table)
     os.makedirs(work_dir, exist_ok=True)
-    write_atomic(osp.join(work_dir, 'compress.md'), table + '\n')
-    write_atomic(osp.join(work_dir, 'compress.json'),
-                 json.dumps(result, indent=2) + '\n')
+    write_text(osp.join(work_dir, 'compress.md'), table + '\n')
+    write_text(osp.join(work_dir, 'compress.json'),
+               json.dumps(result, indent=2) + '\n')
     if out is not None:
         write_chosen(cfg, checkpoint, chosen, result, out)
         log(f'{chosen.name} written to {out}: python tools/test.py '
@@ -298,5 +298,5 @@ def write_chosen(cfg: Config, checkpoint: str, chosen: Row, result: Dict,
                                  'chosen', 'max_samples'))}
     meta[META_KEY]['rows'] = json.dumps(result['rows'])
     path = osp.join(out, 'model.pth')
-    torch.save(dict(state_dict=state, meta=meta), f'{path}.tmp')
-    publish(f'{path}.tmp', path)
+    with atomic_output(path) as tmp:
+        torch.save(dict(state_dict=state, meta=meta), tmp)

@@ -34,7 +34,8 @@ import torch
 from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
-from cait_mm.utils.checkpoint_files import (CheckpointError, publish,
+from cait_mm.utils.atomic_write import atomic_output
+from cait_mm.utils.checkpoint_files import (CheckpointError,
                                             register_checkpoint_loader)
 from .vit_checkpoint import unwrap_state_dict
 
@@ -283,9 +284,8 @@ def convert_checkpoint_file(src: str, dst: str, layout: str) -> Dict:
     converted = convert_checkpoint(state, layout, source)
     folder = osp.dirname(osp.abspath(dst))
     os.makedirs(folder, exist_ok=True)
-    tmp = f'{dst}.tmp'
-    torch.save({k: v.contiguous() for k, v in converted.items()}, tmp)
-    publish(tmp, dst)
+    with atomic_output(dst) as tmp:
+        torch.save({k: v.contiguous() for k, v in converted.items()}, tmp)
     prefix = _vit_prefix(state)
     vit = sum(k.startswith(prefix) for k in converted)
     return dict(converted=vit, kept=len(converted) - vit)
