@@ -29,8 +29,9 @@ PRESETS: Dict[str, Tuple[Tuple[int, str, float], ...]] = {
     # FLOPs saved can repay, and a GPU is often bound by launches
     # (docs/results/benchmarks.md, "GPU: NVIDIA H200"); merging more of
     # each line at once also shrinks more of the blocks. Block FLOPs:
-    # deit-t-few 0.52 / 0.53, deit-s-few and deit-b-few 0.49 / 0.49 at
-    # 512x512 / 224x224.
+    # deit-t-few 0.52 / 0.58, deit-s-few 0.49 / 0.53, deit-b-few 0.51 /
+    # 0.53 at 512x512 / 224x224 (a 14-token line has 7 candidate pairs, so
+    # 3/4 or 7/8 of them round to 5 or 6 pairs, less than the ratio).
     'deit-t-few': ((3, 'h', 0.75), (4, 'v', 0.75)),
     'deit-s-few': ((3, 'h', 0.875), (4, 'v', 0.875)),
     'deit-b-few': ((3, 'h', 0.875), (4, 'v', 0.875)),
