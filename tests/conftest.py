@@ -1,3 +1,5 @@
+import copy
+import functools
 import os
 import os.path as osp
 import subprocess
@@ -6,6 +8,19 @@ import sys
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_config(path):
+    from mmengine.config import Config
+    return Config.fromfile(path)
+
+
+def load_config(path):
+    """``Config.fromfile(path)``, parsed once per session (about 0.7 s a
+    config here, and the config tests filter every config at collection);
+    a copy, so that a test may change it."""
+    return copy.deepcopy(_parsed_config(osp.abspath(path)))
 
 
 def run_tool(args, cwd=REPO, env=None, check=True, timeout=900):

@@ -3,16 +3,15 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from cait_mm.models import CAITViT
-from .conftest import REPO, without_scope
+from .conftest import REPO, load_config, without_scope
 
 
 def _mmseg_config(name):
     import mmseg
-    return Config.fromfile(
+    return load_config(
         osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', name))
 
 
@@ -32,7 +31,7 @@ def _param_shapes(module):
 
 
 def test_baseline_keeps_mmseg_head_schedule_and_data():
-    ours = Config.fromfile(osp.join(REPO, BASELINE))
+    ours = load_config(osp.join(REPO, BASELINE))
     mmseg = _mmseg_config(MMSEG_DEIT_S)
     assert ours.default_scope == 'mmseg'
     assert ours.model.backbone.type == 'cait_mm.CAITViT'
@@ -55,7 +54,7 @@ def test_vit_b_mln_config_mirrors_mmseg():
     vit_vit-b16_mln_upernet with CAITViT in its ViT-B form, so that mmseg's
     checkpoints of it load (tests/test_models/test_segmentors)."""
     from cait_mm.core.spec import ARCHS
-    ours = Config.fromfile(
+    ours = load_config(
         osp.join(REPO, 'configs/upernet/upernet_vit_b_mln_ade20k.py'))
     mmseg = _mmseg_config(
         'vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py')
@@ -80,7 +79,7 @@ def test_vit_b_mln_config_mirrors_mmseg():
 
 
 def test_baseline_model_matches_mmseg_vit_upernet_in_size():
-    ours = _build(Config.fromfile(osp.join(REPO, BASELINE)))
+    ours = _build(load_config(osp.join(REPO, BASELINE)))
     mmseg = _build(_mmseg_config(MMSEG_DEIT_S))
     assert isinstance(ours.backbone, CAITViT)
     assert _param_shapes(ours.decode_head) == _param_shapes(mmseg.decode_head)
@@ -97,7 +96,7 @@ def test_baseline_model_matches_mmseg_vit_upernet_in_size():
 
 
 def test_demo_config_builds_and_runs():
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(REPO, 'configs/demo/upernet_deit_t_demo_shapes.py'))
     assert cfg.train_dataloader.dataset.type == 'cait_mm.DemoShapesDataset'
     model = _build(cfg).eval()
@@ -117,13 +116,13 @@ def _builds_alone(cfg):
 SEG_CONFIGS = sorted(
     osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs/**/*.py'),
                                             recursive=True)
-    if '_base_' not in p and Config.fromfile(p).default_scope == 'mmseg'
-    and _builds_alone(Config.fromfile(p)))
+    if '_base_' not in p and load_config(p).default_scope == 'mmseg'
+    and _builds_alone(load_config(p)))
 
 
 @pytest.mark.parametrize('path', SEG_CONFIGS)
 def test_every_segmentation_config_builds_and_runs(path):
-    cfg = Config.fromfile(osp.join(REPO, path))
+    cfg = load_config(osp.join(REPO, path))
     model = _build(cfg).eval()
     # dense and compressed rows run the same post-processing
     assert type(model).__name__ == 'TokenReducerEncoderDecoder'
@@ -142,9 +141,9 @@ def test_every_segmentation_config_builds_and_runs(path):
     'configs/upernet/upernet_cait_s_potsdam.py'
 ])
 def test_other_datasets_keep_the_ade20k_model_and_schedule(path):
-    ade = Config.fromfile(
+    ade = load_config(
         osp.join(REPO, 'configs/upernet/upernet_cait_s_ade20k.py'))
-    other = Config.fromfile(osp.join(REPO, path))
+    other = load_config(osp.join(REPO, path))
     for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):
         assert other[key] == ade[key], key
     for key in ('pretrained', 'neck'):
@@ -156,7 +155,7 @@ def test_other_datasets_keep_the_ade20k_model_and_schedule(path):
 
 
 def test_unknown_config_key_is_reported():
-    cfg = Config.fromfile(osp.join(REPO, BASELINE))
+    cfg = load_config(osp.join(REPO, BASELINE))
     cfg.model.backbone.embed_dim = 384  # timm's spelling, not ours
     with pytest.raises(TypeError, match='embed_dim'):
         _build(cfg)
@@ -197,7 +196,7 @@ def _diff(a, b, prefix=''):
 
 def _compression_helpers():
     """The named settings the compression bases add to a config."""
-    return set().union(*(Config.fromfile(p).keys() for p in glob.glob(
+    return set().union(*(load_config(p).keys() for p in glob.glob(
         osp.join(REPO, 'configs/_base_/compression/*.py'))))
 
 
@@ -246,7 +245,7 @@ def test_compressed_config_is_its_dense_config_plus_compression(name):
     upernet_cait_X_cdcp-whole_Y = upernet_cait_X_cdcp_Y + CDCP on the head;
     upernet_cait_X_slim-half_Y = upernet_cait_X_Y at half the channels:
     nothing else differs."""
-    load = lambda n: Config.fromfile(  # noqa: E731
+    load = lambda n: load_config(  # noqa: E731
         osp.join(REPO, 'configs/upernet', n)).to_dict()
     ours = load(name)
     helpers = _compression_helpers()

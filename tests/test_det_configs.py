@@ -4,10 +4,9 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from .conftest import REPO, without_scope
+from .conftest import REPO, load_config, without_scope
 
 MMDET_MASK_RCNN = 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 DEIT_S = osp.join(REPO, 'configs/mask-rcnn/mask-rcnn_deit_s_coco.py')
@@ -19,7 +18,7 @@ TINY_COCO = osp.join(REPO,
 
 def _mmdet_config(name):
     import mmdet
-    return Config.fromfile(
+    return load_config(
         osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', name))
 
 
@@ -44,7 +43,7 @@ def _samples(shape):
 
 
 def test_baseline_keeps_mmdet_heads_data_and_schedule():
-    ours = Config.fromfile(DEIT_S)
+    ours = load_config(DEIT_S)
     mmdet = _mmdet_config(MMDET_MASK_RCNN)
     assert ours.default_scope == 'mmdet'
     assert ours.custom_imports == dict(
@@ -81,7 +80,7 @@ def test_baseline_keeps_mmdet_heads_data_and_schedule():
 
 def test_baseline_trains_with_vitdet_layer_decay():
     from mmengine.optim import build_optim_wrapper
-    cfg = Config.fromfile(DEIT_S)
+    cfg = load_config(DEIT_S)
     model = _build(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -106,18 +105,18 @@ def without_presets(cfg):
 
 
 def test_cait_config_is_the_baseline_with_token_merging():
-    dense, cait = Config.fromfile(DEIT_S), Config.fromfile(CAIT_S)
+    dense, cait = load_config(DEIT_S), load_config(CAIT_S)
     reducer = cait.model.backbone.pop('token_reducer')
     assert reducer == cait.atme_deit_s == dict(type='ATME', schedule='deit-s')
     assert without_presets(cait) == dense.to_dict()
-    model = _build(Config.fromfile(CAIT_S))
+    model = _build(load_config(CAIT_S))
     assert type(model.backbone.token_reducer).__name__ == 'ATME'
 
 
 def test_demo_config_uses_the_generated_classes():
     from cait_mm.datasets.demo_shapes_generator import CLASSES
     from cait_mm.utils.dataset_paths import DEMO_INSTANCE_CLASSES
-    cfg = Config.fromfile(DEMO)
+    cfg = load_config(DEMO)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = cfg[loader].dataset
         assert dataset.type == 'CocoDataset'
@@ -129,7 +128,7 @@ def test_demo_config_uses_the_generated_classes():
 
 def test_tiny_coco_config_is_the_demo_recipe_on_coco_layout():
     from mmdet.datasets import CocoDataset
-    cfg, demo = Config.fromfile(TINY_COCO), Config.fromfile(DEMO)
+    cfg, demo = load_config(TINY_COCO), load_config(DEMO)
     num_classes = len(CocoDataset.METAINFO['classes'])
     assert cfg.model.roi_head.bbox_head.num_classes == num_classes
     assert cfg.model.roi_head.mask_head.num_classes == num_classes
@@ -145,7 +144,7 @@ def test_tiny_coco_config_is_the_demo_recipe_on_coco_layout():
         assert scales == [(384, 384)]
     assert cfg.val_evaluator.ann_file == (
         'data/tiny_coco/annotations/instances_val2017.json')
-    cait = Config.fromfile(TINY_COCO.replace('deit_t', 'cait_t'))
+    cait = load_config(TINY_COCO.replace('deit_t', 'cait_t'))
     reducer = cait.model.backbone.pop('token_reducer')
     assert reducer == cait.atme_deit_t == dict(type='ATME', schedule='deit-t')
     assert without_presets(cait) == cfg.to_dict()
@@ -155,7 +154,7 @@ def _is_det_and_builds_alone(path):
     """mmdet configs, except those that start from an exported compressed
     checkpoint: they read its metadata at build time (tests/
     test_in1k_configs.py builds them from a generated file)."""
-    cfg = Config.fromfile(path)
+    cfg = load_config(path)
     return cfg.default_scope == 'mmdet' and \
         not cfg.model.backbone.get('compressed')
 
@@ -177,7 +176,7 @@ def test_det_configs_are_found():
 
 @pytest.mark.parametrize('path', DET_CONFIGS)
 def test_every_detection_config_builds_and_predicts(path):
-    cfg = Config.fromfile(osp.join(REPO, path))
+    cfg = load_config(osp.join(REPO, path))
     model = _build(cfg)
     model.init_weights()
     model.eval()
