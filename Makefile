@@ -3,7 +3,8 @@
 #               about 10 minutes on 2 cores), evaluate it with tools/test.py
 #   make test   run the test suite, operator budgets included
 #               (PYTEST_ARGS='-m "not op_budget"' leaves those out,
-#               PYTEST_ARGS='-m op_budget' runs only them)
+#               PYTEST_ARGS='-m op_budget' runs only them), in
+#               PYTEST_WORKERS processes (pytest-xdist; 0 runs in one)
 # Both create $(VENV) first when it is missing; VENV=/path/to/env uses another.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,6 +14,9 @@ DEMO_CONFIG ?= configs/demo/upernet_deit_t_demo_shapes.py
 DEMO_DATA ?= data/demo_shapes
 DEMO_WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
+# two processes halve the many tool runs' start-up (importing mmseg, mmdet);
+# --dist loadfile keeps a module's shared fixtures and compiled graphs together
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test install demo-data
 
@@ -33,4 +37,4 @@ demo: $(STAMP) demo-data
 		--work-dir $(DEMO_WORK_DIR)/test
 
 test: $(STAMP)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
