@@ -292,8 +292,40 @@ def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
             1, state.source))
 
 
+class ScheduledReducer(TokenReducer):
+    """A reducer whose token counts follow an ATME schedule,
+    ``self.schedule`` (block -> ``(direction, ratio)``, set by the
+    subclass): :class:`ATME` and :class:`~.atme_adaptive.ATMEAdaptive`."""
+
+    schedule: Dict[int, Tuple[str, float]]
+
+    def entries(self) -> List[Tuple[int, str, float]]:
+        """The schedule as ``(block, direction, ratio)`` entries."""
+        return [(b, d, r) for b, (d, r) in sorted(self.schedule.items())]
+
+    @property
+    def blocks(self) -> Set[int]:
+        return set(self.schedule)
+
+    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
+        return [h * w for h, w in grid_shapes(self.entries(), grid,
+                                              self.num_layers)[1:]]
+
+    @classmethod
+    def for_flops(cls, target: float, grid: Tuple[int, int],
+                  num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
+                  max_points: Optional[int] = None, **settings) -> Dict:
+        """A schedule whose block FLOPs are at most ``target`` and the
+        closest to it (:func:`~.atme_schedules.schedule_for_flops`), with
+        at most ``max_points`` merging blocks if given."""
+        schedule = schedule_for_flops(target, grid, embed_dims, num_layers,
+                                      mlp_ratio, max_points)
+        return dict(type=cls.type_name, **settings,
+                    schedule=[list(step) for step in schedule])
+
+
 @register_token_reducer
-class ATME(TokenReducer):
+class ATME(ScheduledReducer):
     """Asymmetric token merging (HTM/VTM) on a per-block schedule.
 
     Args:
@@ -339,38 +371,15 @@ class ATME(TokenReducer):
         self.kernel = kernel
         self.schedule = parse_schedule(schedule, num_layers)
 
-    @property
-    def blocks(self) -> Set[int]:
-        return set(self.schedule)
-
-    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
-        return [h * w for h, w in grid_shapes(
-            [(b, d, r) for b, (d, r) in self.schedule.items()], grid,
-            self.num_layers)[1:]]
-
-    @classmethod
-    def for_flops(cls, target: float, grid: Tuple[int, int],
-                  num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
-                  max_points: Optional[int] = None, **settings) -> Dict:
-        """A schedule whose block FLOPs are at most ``target`` and the
-        closest to it (:func:`~.atme_schedules.schedule_for_flops`), with
-        at most ``max_points`` merging blocks if given."""
-        schedule = schedule_for_flops(target, grid, embed_dims, num_layers,
-                                      mlp_ratio, max_points)
-        return dict(type=cls.type_name, **settings,
-                    schedule=[list(step) for step in schedule])
-
     def settings(self) -> Dict:
         # not the kernel: how this machine runs the merge is no part of
         # the model (runtime_options)
         return dict(
-            schedule=[[b, d, r]
-                      for b, (d, r) in sorted(self.schedule.items())],
+            schedule=[list(step) for step in self.entries()],
             granularity=self.granularity)
 
     def extra_repr(self) -> str:
-        steps = ', '.join(f'{b}{d}{r:g}'
-                          for b, (d, r) in sorted(self.schedule.items()))
+        steps = ', '.join(f'{b}{d}{r:g}' for b, d, r in self.entries())
         return (f'granularity={self.granularity}, kernel={self.kernel}, '
                 f'schedule=[{steps}]')
 

@@ -37,16 +37,15 @@ image compete for those merges:
   area is its content count). So an image's merges do not depend on what it
   is batched with.
 """
-from typing import (Dict, List, NamedTuple, Optional, Sequence, Set, Tuple,
-                    Union)
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .atme_schedules import (grid_shapes, num_merges, parse_schedule,
-                             schedule_for_flops)
+from .atme import ScheduledReducer
+from .atme_schedules import grid_shapes, num_merges, parse_schedule
 from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
-from .token_reducer import TokenReducer, register_token_reducer
+from .token_reducer import register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
@@ -224,7 +223,7 @@ def plan_merges(score: Tensor, target: Tensor, merges: Sequence[int],
 
 
 @register_token_reducer
-class ATMEAdaptive(TokenReducer):
+class ATMEAdaptive(ScheduledReducer):
     """ATME's token counts with content-adaptive merges between neighbours
     (module doc).
 
@@ -246,34 +245,12 @@ class ATMEAdaptive(TokenReducer):
         super().__init__(num_layers, embed_dims)
         self.schedule = parse_schedule(schedule, num_layers)
 
-    @property
-    def blocks(self) -> Set[int]:
-        return set(self.schedule)
-
-    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
-        return [h * w for h, w in grid_shapes(
-            [(b, d, r) for b, (d, r) in self.schedule.items()], grid,
-            self.num_layers)[1:]]
-
-    @classmethod
-    def for_flops(cls, target: float, grid: Tuple[int, int],
-                  num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
-                  max_points: Optional[int] = None, **settings) -> Dict:
-        """ATME's schedule for ``target`` (at most it, the closest:
-        :func:`~.atme_schedules.schedule_for_flops`): the token counts, so
-        the block FLOPs, are ATME's."""
-        schedule = schedule_for_flops(target, grid, embed_dims, num_layers,
-                                      mlp_ratio, max_points)
-        return dict(type=cls.type_name, **settings,
-                    schedule=[list(step) for step in schedule])
-
     def settings(self) -> Dict:
-        return dict(schedule=[[b, d, r] for b, (d, r) in
-                              sorted(self.schedule.items())])
+        return dict(schedule=[list(step) for step in self.entries()])
 
     def extra_repr(self) -> str:
         return 'schedule=[{}]'.format(', '.join(
-            f'{b}{d}{r:g}' for b, (d, r) in sorted(self.schedule.items())))
+            f'{b}{d}{r:g}' for b, d, r in self.entries()))
 
     def _shapes(self, block_index: int, state: TokenState
                 ) -> Tuple[Sequence[Tuple[int, int]], List[Tuple[int, int]]]:
@@ -286,8 +263,8 @@ class ATMEAdaptive(TokenReducer):
             before = [state.shape]
         else:  # unpadded, off the grid: replay the schedule
             shapes = grid_shapes(
-                [(b, d, r) for b, (d, r) in self.schedule.items()],
-                tuple(int(n) for n in state.grid_size), self.num_layers)
+                self.entries(), tuple(int(n) for n in state.grid_size),
+                self.num_layers)
             before = [shapes[block_index]]
         # host ints, also where a tracer hands out shapes as tensors
         before = [(int(h), int(w)) for h, w in before]
