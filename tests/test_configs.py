@@ -30,6 +30,17 @@ def _param_shapes(module):
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
+def _assert_same_head_schedule_and_data(ours, mmseg):
+    """All but the backbone as mmseg's config has it."""
+    for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
+                'train_cfg', 'test_cfg'):
+        assert without_scope(ours.model[key]) == without_scope(
+            mmseg.model[key]), key
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
+                'param_scheduler', 'train_cfg'):
+        assert without_scope(ours[key]) == without_scope(mmseg[key]), key
+
+
 def test_baseline_keeps_mmseg_head_schedule_and_data():
     ours = load_config(osp.join(REPO, BASELINE))
     mmseg = _mmseg_config(MMSEG_DEIT_S)
@@ -40,13 +51,7 @@ def test_baseline_keeps_mmseg_head_schedule_and_data():
     assert ours.model.decode_head.type == 'cait_mm.CAITUPerHead'
     assert mmseg.model.decode_head.type == 'UPerHead'
     ours.model.decode_head.type = 'UPerHead'
-    for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
-                'train_cfg', 'test_cfg'):
-        assert without_scope(ours.model[key]) == without_scope(
-            mmseg.model[key]), key
-    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
-                'param_scheduler', 'train_cfg'):
-        assert without_scope(ours[key]) == without_scope(mmseg[key]), key
+    _assert_same_head_schedule_and_data(ours, mmseg)
 
 
 def test_vit_b_mln_config_mirrors_mmseg():
@@ -60,13 +65,7 @@ def test_vit_b_mln_config_mirrors_mmseg():
         'vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py')
     assert ours.model.pretrained == mmseg.model.pretrained
     ours.model.decode_head.type = 'UPerHead'
-    for key in ('decode_head', 'auxiliary_head', 'neck', 'data_preprocessor',
-                'train_cfg', 'test_cfg'):
-        assert without_scope(ours.model[key]) == without_scope(
-            mmseg.model[key]), key
-    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
-                'param_scheduler', 'train_cfg'):
-        assert without_scope(ours[key]) == without_scope(mmseg[key]), key
+    _assert_same_head_schedule_and_data(ours, mmseg)
     backbone, theirs = ours.model.backbone, mmseg.model.backbone
     arch = ARCHS[backbone.arch]
     assert (arch['embed_dims'], arch['num_layers'], arch['num_heads'],
