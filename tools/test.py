@@ -27,16 +27,16 @@ those), data loading and evaluation included (``TestSpeedHook``).
 import argparse
 import contextlib
 import importlib
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from cait_mm.engine import (TestSpeedHook, add_compile_arguments,
-                            compile_runner_model, setup_cpu_distributed,
+                            add_runner_arguments, compile_runner_model,
+                            parse_runner_args, setup_cpu_distributed,
                             strict_load_from, teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.atomic_write import atomic_output
@@ -71,23 +71,12 @@ def parse_args():
         '--amp', action='store_true', help='test with mixed precision')
     add_compile_arguments(parser)
     parser.add_argument(
-        '--speed-warmup', type=int, default=5,
+        '--speed-warmup',
+        type=int,
+        default=5,
         help='batches left out of the logged images/s (default 5)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, xxx=yyy format; lists as key="[a,b]"')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_args(parser)
 
 
 def enable_visualization(cfg, args):

@@ -31,13 +31,14 @@ import logging
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from cait_mm.engine import (NonFiniteLossHook, add_compile_arguments,
-                            compile_runner_model, setup_cpu_distributed,
+                            add_runner_arguments, compile_runner_model,
+                            parse_runner_args, setup_cpu_distributed,
                             strict_load_from, teardown_distributed)
 from cait_mm.models.backbones import configure_compressed_backbone
 from cait_mm.utils.checkpoint_files import find_resume_checkpoint
@@ -71,21 +72,8 @@ def parse_args():
         help='a training step whose loss is NaN or inf: stop the run before '
         'the optimizer step (default; non-finite input pixels fail too), or '
         'skip the step (non-finite input pixels are logged)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, xxx=yyy format; lists as key="[a,b]"')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_args(parser)
 
 
 def main():
@@ -109,8 +97,10 @@ def main():
         int(os.environ.get(name, 0)) == 0 for name in _RANK_VARIABLES)
     if main_process:
         # before anything reads or writes the work dir
-        lock_work_dir(cfg.work_dir, warn=functools.partial(
-            print_log, logger='current', level=logging.WARNING))
+        lock_work_dir(
+            cfg.work_dir,
+            warn=functools.partial(
+                print_log, logger='current', level=logging.WARNING))
     try:
         train(cfg, args)
     finally:
@@ -133,7 +123,8 @@ def train(cfg, args):
     loaders = ['train_dataloader', 'val_dataloader']
     check_dataset_paths(cfg, loaders)
     add_input_checks(
-        cfg, loaders,
+        cfg,
+        loaders,
         fail_on_non_finite=['train_dataloader']
         if args.non_finite == 'stop' else [])
     setup_cpu_distributed(cfg)

@@ -7,12 +7,13 @@ from .hooks import (CDCPHook, NonFiniteLossHook, SafeCheckpointHook,
                     TestSpeedHook)
 from .optimizers import LayerDecayOptimizerConstructor
 from .strict_load import load_model_checkpoint, strict_load_from
+from .tool_args import add_runner_arguments, parse_runner_args
 
 __all__ = [
     'CDCPHook', 'COMPILED_PARTS', 'CPUDistributedDataParallel',
     'LayerDecayOptimizerConstructor', 'NonFiniteLossHook',
-    'SafeCheckpointHook', 'TestSpeedHook',
-    'add_compile_arguments', 'compile_options', 'compile_parts',
-    'compile_runner_model', 'load_model_checkpoint', 'setup_cpu_distributed',
-    'strict_load_from', 'teardown_distributed'
+    'SafeCheckpointHook', 'TestSpeedHook', 'add_compile_arguments',
+    'add_runner_arguments', 'parse_runner_args', 'compile_options',
+    'compile_parts', 'compile_runner_model', 'load_model_checkpoint',
+    'setup_cpu_distributed', 'strict_load_from', 'teardown_distributed'
 ]
