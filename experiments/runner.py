@@ -56,6 +56,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from cait_mm.analysis.benchmark import Entry, benchmark
 from cait_mm.analysis.benchmark import to_markdown as speed_table
+from cait_mm.analysis.plots import accuracy_speed_plot
 from cait_mm.core import match_flops
 from cait_mm.core.atme_schedules import schedule_flops
 from cait_mm.core.spec import ARCHS
@@ -367,28 +368,6 @@ def accuracy_table(summary: Sequence[Dict], metric: str, title: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plot(summary: Sequence[Dict], speed: Sequence, metric: str, title: str,
-         filename: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r, s in zip(summary, speed):
-        ax.errorbar(s.images_per_s, r['mean'], yerr=r['std'] or None,
-                    fmt='o', capsize=3)
-        ax.annotate(r['name'], (s.images_per_s, r['mean']),
-                    textcoords='offset points', xytext=(5, 4), fontsize=8)
-    ax.set_xlabel('images/s (whole model, same run)')
-    ax.set_ylabel(metric)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_output(filename) as tmp_path:
-        fig.savefig(tmp_path, dpi=120,
-                    format=osp.splitext(filename)[1][1:] or 'png')
-    plt.close(fig)
-
-
 def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
                    shape, device: str = 'cpu', repeats: int = 10,
                    metric: str = 'mIoU', skip_existing: bool = True,
@@ -416,7 +395,11 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
             dict(rows=results, summary=summary,
                  speed=[asdict(s) for s in speed], setting=setting,
                  seeds=list(seeds)), indent=2))
-    plot(summary, speed, metric, heading, osp.join(work_dir, 'results.png'))
+    accuracy_speed_plot(
+        [(r['name'], s.images_per_s, r['mean'], r['std'])
+         for r, s in zip(summary, speed)],
+        'images/s (whole model, same run)', metric, heading,
+        osp.join(work_dir, 'results.png'))
     return text
 
 

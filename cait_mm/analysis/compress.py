@@ -14,7 +14,7 @@ import os
 import os.path as osp
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config
@@ -34,20 +34,24 @@ class Row:
     """One evaluated setting: its name, the backbone's ``token_reducer``
     (``None``: dense), its block FLOPs over the dense ViT's, what the
     evaluator reported, and, once timed, the whole model's GFLOPs per image
-    (counted on the built model) and speed-up over dense."""
+    (counted on the built model) and speed-up over dense; ``budget``: the
+    FLOPs budget it was set for (1 for dense)."""
     name: str
     reducer: Optional[Dict]
     flops: float
     metrics: Dict[str, float]
     gflops: Optional[float] = None
     speedup: Optional[float] = None
+    budget: float = 1.
 
 
 def time_rows(cfg: Config, rows: Sequence[Row], device: str,
-              repeats: int, log=print) -> None:
+              repeats: int, compile: Optional[Dict] = None,
+              log=print) -> None:
     """Time every row's whole model in one run (the benchmark's method:
     same input at the backbone's ``img_size``, batch 1, after warm-up,
-    median of ``repeats``; ratios to dense), filling ``gflops`` and
+    median of ``repeats``; ratios to dense; every row compiled with
+    ``compile``'s options where given), filling ``gflops`` and
     ``speedup``."""
     from cait_mm.analysis.benchmark import Entry, benchmark
     with tempfile.TemporaryDirectory() as folder:
@@ -61,7 +65,7 @@ def time_rows(cfg: Config, rows: Sequence[Row], device: str,
         shape = (img_size, img_size) if isinstance(img_size, int) \
             else tuple(img_size)
         results = benchmark(entries, shape, device=device, repeats=repeats,
-                            log=log)
+                            compile=compile, log=log)
     for row, result in zip(rows, results):
         row.gflops = round(result.flops / 1e9, 6)
         row.speedup = round(result.speedup, 3)
@@ -168,9 +172,65 @@ def evaluate(cfg: Config, checkpoint: str, reducer: Optional[Dict],
     return {k: round(float(v), 4) for k, v in runner.test().items()}
 
 
+def plan_rows(kinds: Sequence[str], budgets: Sequence[float], grid,
+              arch: Dict, log=print):
+    """Every (reducer, budget) setting that reaches its budget (within 3%):
+    ``(name, budget, reducer, block FLOPs)`` tuples, and why the others
+    are left out (by name). Names are the reducer's, with the budget when
+    there are several."""
+    planned, unreached = [], {}
+    for budget in budgets:
+        for kind in kinds:
+            name = kind if len(budgets) == 1 else f'{kind} {budget:g}'
+            try:
+                reducer = reducer_for_flops(kind, budget, grid, arch)
+            except ValueError as error:  # e.g. no ATME schedule gets there
+                unreached[name] = str(error)
+            else:
+                fraction = block_flops(reducer, grid, arch)
+                if fraction <= budget * 1.03:
+                    planned.append((name, budget, reducer, fraction))
+                    continue
+                unreached[name] = (f'its closest setting has {fraction:.3f}'
+                                   ' of the block FLOPs')
+            log(f'{name} left out: {unreached[name]}')
+    return planned, unreached
+
+
+def choose(rows: Sequence[Row], metric: str,
+           min_accuracy: Optional[float] = None) -> Row:
+    """The row to keep among the reducer rows (``rows[0]`` is dense).
+
+    Without ``min_accuracy``: the most accurate row at the tightest budget
+    asked (a budget is what the user can afford). With it (percent of
+    dense): the row with the fewest block FLOPs that keeps at least that
+    share, the faster (then the more accurate) on a tie; none: an error
+    that gives the best share measured.
+    """
+    dense = rows[0].metrics[metric]
+    candidates = rows[1:]
+    if min_accuracy is None:
+        tightest = min(r.budget for r in candidates)
+        return max((r for r in candidates if r.budget == tightest),
+                   key=lambda r: r.metrics[metric])
+
+    def share(row):
+        return 100 * row.metrics[metric] / dense if dense else 0.
+
+    kept = [r for r in candidates if share(r) >= min_accuracy]
+    if not kept:
+        best = max(candidates, key=share)
+        raise ValueError(
+            f'No row keeps {min_accuracy:g}% of the dense {metric} '
+            f'({dense:g}); the best is {best.name} with {share(best):.1f}%: '
+            'try a larger --flops budget or a lower --min-accuracy')
+    return min(kept, key=lambda r: (r.flops, -(r.speedup or 0),
+                                    -r.metrics[metric]))
+
+
 def compress(config: str,
              checkpoint: str,
-             flops: float,
+             flops: Union[float, Sequence[float]],
              work_dir: str,
              reducers: Sequence[str] = REDUCERS,
              max_samples: Optional[int] = None,
@@ -178,20 +238,30 @@ def compress(config: str,
              out: Optional[str] = None,
              device: Optional[str] = None,
              repeats: int = 10,
+             min_accuracy: Optional[float] = None,
+             compile: Optional[Dict] = None,
              log=print) -> Dict:
-    """Evaluate the dense model and every reducer at ``flops`` block FLOPs,
-    write ``compress.md`` and ``compress.json`` in ``work_dir``, and, with
-    ``out``, the chosen model (the reducer row with the best primary metric)
-    as ``out/config.py`` and ``out/model.pth``. Rows are timed on
-    ``device`` (CUDA when there is one) with ``repeats`` timed calls; 0:
-    not timed.
+    """Evaluate the dense model and every reducer at each ``flops`` budget
+    (block FLOPs over the dense ViT's), write ``compress.md``,
+    ``compress.json`` and ``compress.png`` (metric against speed-up, or
+    block FLOPs when not timed) in ``work_dir``, and, with ``out``, the
+    chosen row (:func:`choose`) as ``out/config.py`` and ``out/model.pth``.
+    Rows are timed on ``device`` (CUDA when there is one) with ``repeats``
+    timed calls (0: not timed), compiled with ``compile``'s
+    ``torch.compile`` options where given.
 
     Returns:
         dict: what ``compress.json`` holds.
     """
-    if not 0 < flops < 1:
-        raise ValueError(f'--flops {flops} must be in (0, 1): a fraction '
-                         "of the dense ViT's block FLOPs")
+    budgets = sorted({float(flops)} if isinstance(flops, (int, float))
+                     else {float(f) for f in flops}, reverse=True)
+    for budget in budgets:
+        if not 0 < budget < 1:
+            raise ValueError(f'--flops {budget:g} must be in (0, 1): a '
+                             "fraction of the dense ViT's block FLOPs")
+    if min_accuracy is not None and not 0 < min_accuracy <= 100:
+        raise ValueError(f'--min-accuracy {min_accuracy:g} must be in '
+                         '(0, 100]: a percentage of the dense metric')
     cfg = Config.fromfile(config)
     if options:
         cfg.merge_from_dict(options)
@@ -203,43 +273,33 @@ def compress(config: str,
 
     arch, grid = backbone_geometry(cfg)
     # every row's setting first: a budget out of reach fails in seconds
-    planned, unreached = [], {}
-    for kind in reducers:
-        try:
-            reducer = reducer_for_flops(kind, flops, grid, arch)
-        except ValueError as error:  # e.g. no ATME schedule gets there
-            unreached[kind] = str(error)
-        else:
-            fraction = block_flops(reducer, grid, arch)
-            if fraction <= flops * 1.03:
-                planned.append((kind, reducer, fraction))
-                continue
-            # not within 3% of the budget: no setting gets there
-            unreached[kind] = (f'its closest setting has {fraction:.3f} of '
-                               'the block FLOPs')
-        log(f'{kind} left out: {unreached[kind]}')
+    planned, unreached = plan_rows(reducers, budgets, grid, arch, log)
     if not planned:
         raise ValueError(
-            f'No reducer reaches {flops:g} of the block FLOPs at this input '
-            f'size ({grid[0]}x{grid[1]} patches): ' + '; '.join(
-                f'{k}: {v}' for k, v in unreached.items()))
+            f'No reducer reaches {", ".join(f"{b:g}" for b in budgets)} of '
+            f'the block FLOPs at this input size ({grid[0]}x{grid[1]} '
+            'patches): ' + '; '.join(f'{k}: {v}'
+                                     for k, v in unreached.items()))
 
     rows = [Row('dense', None, 1., evaluate(
         cfg, checkpoint, None, osp.join(work_dir, 'dense'), 'dense',
-        max_samples))]
-    for kind, reducer, fraction in planned:
-        rows.append(Row(kind, reducer, round(fraction, 4), evaluate(
-            cfg, checkpoint, reducer, osp.join(work_dir, kind), kind,
-            max_samples)))
+        max_samples), budget=1.)]
+    for name, budget, reducer, fraction in planned:
+        folder = name.replace(' ', '_')
+        rows.append(Row(name, reducer, round(fraction, 4), evaluate(
+            cfg, checkpoint, reducer, osp.join(work_dir, folder), folder,
+            max_samples), budget=budget))
     if repeats:
         time_rows(cfg, rows, device or (
-            'cuda' if torch.cuda.is_available() else 'cpu'), repeats, log)
+            'cuda' if torch.cuda.is_available() else 'cpu'), repeats,
+            compile, log)
     metric = primary_metric(rows[0].metrics)
     dense = rows[0].metrics[metric]
-    chosen = max(rows[1:], key=lambda r: r.metrics[metric])
+    chosen = choose(rows, metric, min_accuracy)
     result = dict(
-        config=config, checkpoint=checkpoint, flops=flops, metric=metric,
-        grid=list(grid), max_samples=max_samples, chosen=chosen.name,
+        config=config, checkpoint=checkpoint, flops=budgets, metric=metric,
+        grid=list(grid), max_samples=max_samples, min_accuracy=min_accuracy,
+        compiled=compile is not None, chosen=chosen.name,
         unreached=unreached, rows=[asdict(r) for r in rows])
     table = to_markdown(rows, metric, dense, chosen.name, unreached)
     log(table)
@@ -247,11 +307,25 @@ def compress(config: str,
     write_text(osp.join(work_dir, 'compress.md'), table + '\n')
     write_text(osp.join(work_dir, 'compress.json'),
                json.dumps(result, indent=2) + '\n')
+    plot_rows(rows, metric, osp.join(work_dir, 'compress.png'),
+              f'{osp.basename(config)}: {chosen.name} chosen')
     if out is not None:
         write_chosen(cfg, checkpoint, chosen, result, out)
         log(f'{chosen.name} written to {out}: python tools/test.py '
             f'{osp.join(out, "config.py")} {osp.join(out, "model.pth")}')
     return result
+
+
+def plot_rows(rows: Sequence[Row], metric: str, filename: str,
+              title: str) -> None:
+    """The metric against the speed-up (timed) or the block FLOPs."""
+    from cait_mm.analysis.plots import accuracy_speed_plot
+    timed = rows[0].speedup is not None
+    accuracy_speed_plot(
+        [(r.name, r.speedup if timed else r.flops, r.metrics[metric], None)
+         for r in rows],
+        'speed-up over dense (whole model, same run)' if timed else
+        "block FLOPs (fraction of the dense ViT's)", metric, title, filename)
 
 
 def to_markdown(rows: Sequence[Row], metric: str, dense: float,
@@ -295,7 +369,7 @@ def write_chosen(cfg: Config, checkpoint: str, chosen: Row, result: Dict,
         f'Checkpoint "{checkpoint}"')
     meta = {META_KEY: dict(
         (k, result[k]) for k in ('config', 'checkpoint', 'flops', 'metric',
-                                 'chosen', 'max_samples'))}
+                                 'chosen', 'max_samples', 'min_accuracy'))}
     meta[META_KEY]['rows'] = json.dumps(result['rows'])
     path = osp.join(out, 'model.pth')
     with atomic_output(path) as tmp:

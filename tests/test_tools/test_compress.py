@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from cait_mm.analysis.compress import REDUCERS, compress
+from cait_mm.analysis.compress import REDUCERS, Row, choose, compress
 from ..conftest import REPO, run_tool
 
 CONFIG = osp.join(REPO, 'tests/data/configs/demo_tiny.py')
@@ -83,3 +83,66 @@ def test_bad_input_fails_before_evaluating(dense, demo_data, tmp_path):
                  log=lambda _: None)
     assert 'ATME' in str(err.value) and 'ToMe' in str(err.value)
     assert not (tmp_path / 'dense').exists()  # nothing was evaluated
+
+
+def _row(name, flops, miou, speedup=None, budget=None):
+    return Row(name, None if name == 'dense' else {'type': name}, flops,
+               {'mIoU': miou}, speedup=speedup,
+               budget=flops if budget is None else budget)
+
+
+def test_choose_the_most_accurate_row_at_the_tightest_budget():
+    rows = [_row('dense', 1., 50.), _row('ATME 0.6', 0.58, 49., budget=0.6),
+            _row('ToMe 0.6', 0.6, 49.5, budget=0.6),
+            _row('ATME 0.4', 0.39, 45., budget=0.4),
+            _row('ToMe 0.4', 0.4, 46., budget=0.4)]
+    assert choose(rows, 'mIoU').name == 'ToMe 0.4'
+    # 97% of 50 is 48.5: only the 0.6 rows keep it; the fewer FLOPs win
+    assert choose(rows, 'mIoU', min_accuracy=97).name == 'ATME 0.6'
+    assert choose(rows, 'mIoU', min_accuracy=90).name == 'ATME 0.4'
+    with pytest.raises(ValueError, match=r'No row keeps 99.5% .* ToMe 0.6 '
+                       r'with 99.0%'):
+        choose(rows, 'mIoU', min_accuracy=99.5)
+
+
+def test_choose_breaks_a_flops_tie_by_speed():
+    rows = [_row('dense', 1., 50.), _row('A', 0.5, 49., speedup=1.2),
+            _row('B', 0.5, 49.5, speedup=1.4)]
+    assert choose(rows, 'mIoU', min_accuracy=95).name == 'B'
+
+
+def test_several_budgets_one_dense_row_and_the_plot(
+        dense, demo_data, tmp_path, monkeypatch):
+    from cait_mm.analysis import benchmark
+    timed = {}
+    real = benchmark.benchmark
+
+    def recording(*args, **kwargs):
+        timed.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark, 'benchmark', recording)
+    # compiled options reach the benchmark (compiled rows against compiled
+    # rows); 'eager' compiles nothing, so this stays fast
+    options = dict(backend='eager', dynamic=False)
+    result = compress(CONFIG, dense, [0.6, 0.45], str(tmp_path),
+                      reducers=['ATME', 'ToMe'],
+                      options=_data_options(demo_data), repeats=1,
+                      min_accuracy=1, compile=options, log=lambda _: None)
+    assert timed['compile'] == options and result['compiled']
+    names = [row['name'] for row in result['rows']]
+    assert names[0] == 'dense' and names.count('dense') == 1
+    assert result['flops'] == [0.6, 0.45]
+    for row in result['rows'][1:]:
+        assert row['name'] == f'{row["reducer"]["type"]} {row["budget"]:g}'
+        assert row['flops'] <= row['budget'] * 1.03
+    assert {'ATME 0.6', 'ToMe 0.6'} <= set(names)
+    assert set(names[1:]) | set(result['unreached']) == {
+        'ATME 0.6', 'ToMe 0.6', 'ATME 0.45', 'ToMe 0.45'}
+    # 1% of dense is kept by every row: the fewest block FLOPs win
+    reducer_rows = result['rows'][1:]
+    assert result['chosen'] == min(
+        reducer_rows, key=lambda r: (r['flops'], -r['speedup'],
+                                     -r['metrics']['mIoU']))['name']
+    png = tmp_path / 'compress.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
