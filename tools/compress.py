@@ -2,7 +2,7 @@
 budget, evaluated training-free on the config's validation set.
 
     python tools/compress.py CONFIG CHECKPOINT --flops 0.5 [0.35 ...]
-        [--reducers ATME ToMe EViT TPS] [--min-accuracy PCT]
+        [--reducers ATME ATMEAdaptive ToMe EViT TPS] [--min-accuracy PCT]
         [--max-samples N] [--work-dir DIR] [--out DIR] [--device D]
         [--repeats N] [--compile [--compile-mode M]]
         [--cfg-options k=v ...]
@@ -19,7 +19,8 @@ compiled rows with ``--compile``; ``--repeats 0`` skips it).
 The table (block FLOPs, counted GFLOPs, speed-up, the task's metric, % of
 dense) is printed and written to WORK_DIR/compress.md and compress.json,
 with the metric against the speed-up in compress.png; a reducer that
-cannot reach a budget is left out, named. The chosen row is the most
+cannot reach a budget, or, in a detector fed padded batches, does not
+support them, is left out, named. The chosen row is the most
 accurate at the tightest budget or, with ``--min-accuracy PCT``, the one
 with the fewest block FLOPs that keeps PCT% of the dense metric. ``--out
 DIR`` writes it as DIR/config.py and DIR/model.pth, which ``tools/test.py``

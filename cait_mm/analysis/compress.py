@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 from cait_mm.core import TOKEN_REDUCERS, build_token_reducer
 from cait_mm.utils.atomic_write import atomic_output, write_text
 
-REDUCERS = ('ATME', 'ToMe', 'EViT', 'TPS')
+REDUCERS = ('ATME', 'ATMEAdaptive', 'ToMe', 'EViT', 'TPS')
 # the first metric a task reports that is present: what rows are ranked by
 METRICS = ('mIoU', 'coco/segm_mAP', 'coco/bbox_mAP', 'accuracy/top1')
 META_KEY = 'cait_mm_compress'
@@ -78,12 +78,18 @@ def _stage_blocks(num_layers: int) -> List[int]:
                    for k in (1, 2, 3)})
 
 
-def reducer_for_flops(kind: str, flops: float, grid, arch: Dict) -> Dict:
-    """``kind``'s config whose block FLOPs on ``grid`` patches are the
-    closest to ``flops`` (ToMe by its size-independent ratio)."""
+def reducer_class(kind: str):
+    """The registered reducer class named ``kind``."""
     if kind not in TOKEN_REDUCERS:
         raise ValueError(f'Unknown reducer {kind!r}; valid: '
                          f'{sorted(TOKEN_REDUCERS)}')
+    return TOKEN_REDUCERS[kind]
+
+
+def reducer_for_flops(kind: str, flops: float, grid, arch: Dict) -> Dict:
+    """``kind``'s config whose block FLOPs on ``grid`` patches are the
+    closest to ``flops`` (ToMe by its size-independent ratio)."""
+    reducer_class(kind)
     settings = {}
     if kind == 'ToMe':
         settings['knob'] = 'ratio'
@@ -157,6 +163,33 @@ def _row_config(cfg: Config, checkpoint: str, reducer: Optional[Dict],
     return cfg
 
 
+def subset_annotations(cfg: Config, max_samples: Optional[int],
+                       work_dir: str) -> None:
+    """With ``max_samples`` and a COCO-style evaluator (``ann_file``), cut
+    the annotation file to the images evaluated and point the evaluator at
+    the cut (mmdet's CocoMetric scores every image of its file: the images
+    left out would count as misses)."""
+    evaluator = cfg.get('val_evaluator')
+    if not max_samples or not isinstance(evaluator, dict) or \
+            not evaluator.get('ann_file'):
+        return
+    from mmengine.fileio import load
+    from mmengine.registry import DATASETS, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    dataset = copy.deepcopy(cfg.val_dataloader.dataset)
+    dataset.indices = max_samples
+    dataset = DATASETS.build(dataset)
+    ids = {dataset.get_data_info(i)['img_id'] for i in range(len(dataset))}
+    coco = load(evaluator['ann_file'])
+    coco['images'] = [im for im in coco['images'] if im['id'] in ids]
+    coco['annotations'] = [a for a in coco.get('annotations', [])
+                           if a['image_id'] in ids]
+    path = osp.join(work_dir, f'annotations_first_{max_samples}.json')
+    os.makedirs(work_dir, exist_ok=True)
+    write_text(path, json.dumps(coco))
+    evaluator['ann_file'] = path
+
+
 def evaluate(cfg: Config, checkpoint: str, reducer: Optional[Dict],
              work_dir: str, name: str, max_samples: Optional[int] = None):
     """Evaluate one row with the config's runner; its metrics."""
@@ -172,16 +205,38 @@ def evaluate(cfg: Config, checkpoint: str, reducer: Optional[Dict],
     return {k: round(float(v), 4) for k, v in runner.test().items()}
 
 
+def pads_backbone_inputs(cfg: Config) -> bool:
+    """Whether the config's model runs its backbone on padded batches
+    (mmdet pads a batch to its largest image; our detectors tell the
+    backbone where each image ends)."""
+    from cait_mm.registry import MODELS
+    try:
+        model = MODELS.get(cfg.model.type)
+    except KeyError:  # a scope the registry does not know
+        return False
+    return bool(getattr(model, 'pads_backbone_inputs', False))
+
+
 def plan_rows(kinds: Sequence[str], budgets: Sequence[float], grid,
-              arch: Dict, log=print):
+              arch: Dict, padded: bool = False, log=print):
     """Every (reducer, budget) setting that reaches its budget (within 3%):
     ``(name, budget, reducer, block FLOPs)`` tuples, and why the others
     are left out (by name). Names are the reducer's, with the budget when
-    there are several."""
+    there are several. With ``padded`` inputs, reducers that do not
+    support padded batches are left out."""
+    classes = {kind: reducer_class(kind) for kind in kinds}
     planned, unreached = [], {}
     for budget in budgets:
         for kind in kinds:
             name = kind if len(budgets) == 1 else f'{kind} {budget:g}'
+            if padded and not classes[kind].supports_padding:
+                unreached[name] = (
+                    'the model feeds its backbone padded batches (each '
+                    'image padded to the largest of its batch), which this '
+                    'reducer does not support: its token counts are per '
+                    'batch, not per image')
+                log(f'{name} left out: {unreached[name]}')
+                continue
             try:
                 reducer = reducer_for_flops(kind, budget, grid, arch)
             except ValueError as error:  # e.g. no ATME schedule gets there
@@ -273,7 +328,8 @@ def compress(config: str,
 
     arch, grid = backbone_geometry(cfg)
     # every row's setting first: a budget out of reach fails in seconds
-    planned, unreached = plan_rows(reducers, budgets, grid, arch, log)
+    planned, unreached = plan_rows(reducers, budgets, grid, arch,
+                                   pads_backbone_inputs(cfg), log)
     if not planned:
         raise ValueError(
             f'No reducer reaches {", ".join(f"{b:g}" for b in budgets)} of '
@@ -281,6 +337,7 @@ def compress(config: str,
             'patches): ' + '; '.join(f'{k}: {v}'
                                      for k, v in unreached.items()))
 
+    subset_annotations(cfg, max_samples, work_dir)
     rows = [Row('dense', None, 1., evaluate(
         cfg, checkpoint, None, osp.join(work_dir, 'dense'), 'dense',
         max_samples), budget=1.)]

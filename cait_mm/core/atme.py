@@ -296,6 +296,8 @@ class ScheduledReducer(TokenReducer):
     """A reducer whose token counts follow an ATME schedule,
     ``self.schedule`` (block -> ``(direction, ratio)``, set by the
     subclass): :class:`ATME` and :class:`~.atme_adaptive.ATMEAdaptive`."""
+    # each image merges inside its own content (both modules' docs)
+    supports_padding = True
 
     schedule: Dict[int, Tuple[str, float]]
 

@@ -49,6 +49,10 @@ class TokenReducer(nn.Module):
     #: not what it computes (ATME's ``kernel``): a model's saved spec
     #: leaves them out, so a checkpoint runs anywhere.
     runtime_options: Tuple[str, ...] = ()
+    #: Whether it runs on padded batches (``TokenState.valid_shape``: each
+    #: image merges or prunes as it would alone), as mmdet's detectors feed
+    #: them; the others refuse such a batch.
+    supports_padding: bool = False
 
     def __init__(self, num_layers: int, embed_dims: Optional[int] = None):
         super().__init__()

@@ -146,3 +146,36 @@ def test_several_budgets_one_dense_row_and_the_plot(
                                      -r['metrics']['mIoU']))['name']
     png = tmp_path / 'compress.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_mask_rcnn_rows_only_reducers_that_support_padded_batches(
+        demo_data, tmp_path):
+    """mmdet pads a batch to its largest image: ToMe, EViT and TPS are left
+    out, named; the subset's own annotations are what is scored."""
+    from mmdet.registry import MODELS
+    config = osp.join(REPO, 'tests/data/configs/mask_rcnn_demo_tiny.py')
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(config).model)
+    model.init_weights()
+    dense = tmp_path / 'dense.pth'
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, dense)
+    ann = f'{demo_data}/annotations/instances_validation.json'
+    options = dict(_data_options(demo_data), **{
+        'val_evaluator.ann_file': ann})
+    result = compress(config, str(dense), 0.6, str(tmp_path / 'work'),
+                      options=options, max_samples=2, repeats=1,
+                      log=lambda _: None)
+    assert result['metric'] == 'coco/segm_mAP'
+    rows = {row['name']: row for row in result['rows']}
+    assert list(rows) == ['dense', 'ATME', 'ATMEAdaptive']
+    assert 'coco/bbox_mAP' in rows['ATME']['metrics']
+    for name in ('ToMe', 'EViT', 'TPS'):
+        assert 'padded batches' in result['unreached'][name]
+    table = (tmp_path / 'work' / 'compress.md').read_text()
+    assert 'ToMe is left out: the model feeds its backbone padded' in table
+    subset = json.loads(
+        (tmp_path / 'work' / 'annotations_first_2.json').read_text())
+    assert len(subset['images']) == 2
+    assert {a['image_id'] for a in subset['annotations']} <= {
+        im['id'] for im in subset['images']}

@@ -37,6 +37,9 @@ class PadAwareMixin:
     explicitly. Whether the neck takes them is decided once, when the model
     is built.
     """
+    #: the backbone sees padded batches: only reducers that support them
+    #: (``TokenReducer.supports_padding``) can run in it
+    pads_backbone_inputs = True
 
     def _check_pad_aware(self) -> None:
         if not _takes_valid_sizes(self.backbone):
