@@ -74,8 +74,9 @@ class TokenCountBound(TokenReducer):
         shape)."""
         if state.valid_shape is not None:
             raise NotImplementedError(
-                'TokenCountBound measures unpadded batches only: a padded '
-                "batch's token counts are per image")
+                'TokenCountBound does not support padded batches (a bound '
+                "measured on unpadded ones): a padded batch's token counts "
+                'are per image')
         # ints: a tracer (FLOP counting) hands out shapes as tensors
         grid = tuple(int(n) for n in state.grid_size)
         if grid not in self._counts:

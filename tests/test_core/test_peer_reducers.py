@@ -163,3 +163,27 @@ def test_token_counts_of_each_reducer():
         ToMe(4, ratio=0.7)
     with pytest.raises(ValueError, match='keep_ratio=1.5'):
         EViT(12, keep_ratio=1.5)
+
+
+@pytest.mark.parametrize('kind', sorted(TOKEN_REDUCERS))
+def test_supports_padding_says_what_a_padded_batch_does(kind):
+    """The flag that tools read (compress leaves reducers out of detection
+    rows by it) is what the reducer does with a padded batch."""
+    from cait_mm.analysis.compress import reducer_for_flops
+    from cait_mm.models import CAITViT
+    arch = dict(embed_dims=32, num_layers=12, num_heads=2, mlp_ratio=2.)
+    cfg = dict(type=kind, reducer=reducer_for_flops(
+        'ATME', 0.7, (4, 5), arch)) if kind == 'TokenCountBound' else \
+        reducer_for_flops(kind, 0.7, (4, 5), arch)
+    torch.manual_seed(0)
+    model = CAITViT(arch=arch, img_size=64, out_indices=(11, ),
+                    token_reducer=cfg).eval()
+    x = torch.randn(2, 3, 64, 80)
+    sizes = [(64, 80), (32, 48)]
+    with torch.no_grad():
+        if TOKEN_REDUCERS[kind].supports_padding:
+            out, = model(x, valid_sizes=sizes)
+            assert out.shape == (2, 32, 4, 5)
+        else:
+            with pytest.raises(NotImplementedError, match='padded batches'):
+                model(x, valid_sizes=sizes)
