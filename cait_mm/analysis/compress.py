@@ -160,6 +160,8 @@ def _row_config(cfg: Config, checkpoint: str, reducer: Optional[Dict],
     cfg.test_cfg = dict(type='TestLoop')
     if max_samples:
         cfg.test_dataloader.dataset.indices = max_samples
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='cait_mm.ProgressBarHook', title=f'evaluating {name}')]
     return cfg
 
 

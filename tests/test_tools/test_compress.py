@@ -59,6 +59,9 @@ def test_compress_writes_the_table_and_the_chosen_model(
     assert result['chosen'] == best
     table = (work / 'compress.md').read_text()
     assert f'| {best} (chosen) |' in table and table in proc.stdout
+    # a progress bar per row, on stderr
+    for name in ('dense', *REDUCERS):
+        assert f'evaluating {name}\n' in proc.stderr
 
     # the chosen model, scored again by tools/test.py as it is
     proc = run_tool(['tools/test.py', str(out / 'config.py'),
