@@ -18,6 +18,12 @@ metric = 'mIoU'
 # a quarter of each side
 atme_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
 
+# fine-tuning a trained dense model (tools/compress.py's next step): a
+# third of the recipe's iterations at a tenth of its from-scratch rate,
+# which would undo what the dense row learned
+finetune = {'train_cfg.max_iters': 200, 'train_cfg.val_interval': 200,
+            'param_scheduler.1.end': 200, 'optim_wrapper.optimizer.lr': 1e-4}
+
 rows = [
     dict(name='dense', model='deit_t', description='DeiT-T, no compression'),
     dict(name='cait-atme', model='cait_t',
@@ -65,6 +71,13 @@ rows = [
          description='dense checkpoint, ATMEAdaptive (deit-t counts) at '
          'test time', test_reducer=dict(type='ATMEAdaptive',
                                         schedule='deit-t')),
+    dict(name='atme-ft', model='cait_t', init_from='dense',
+         description='dense checkpoint fine-tuned with ATME (deit-t): 200 '
+         'iterations at lr 1e-4', options=finetune),
+    dict(name='atme-adaptive-ft', model='cait_t', init_from='dense',
+         description='dense checkpoint fine-tuned with ATMEAdaptive '
+         '(deit-t counts): 200 iterations at lr 1e-4', options=finetune,
+         reducer=dict(type='ATMEAdaptive', schedule='deit-t')),
     dict(name='evit-training-free', model='deit_t', reuse='dense',
          description='dense checkpoint, EViT at {preset:.0%} block FLOPs at '
          'test time', test_reducer=dict(type='EViT', flops='preset')),
