@@ -45,7 +45,7 @@ from torch import Tensor
 from .atme import ScheduledReducer
 from .atme_schedules import grid_shapes, num_merges, parse_schedule
 from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
-from .token_reducer import register_token_reducer
+from .token_reducer import TokenReducer, register_token_reducer
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
@@ -137,6 +137,24 @@ def ward_score(sim: Tensor, size: Tensor, cand: Tensor) -> Tensor:
     return (sim - 1) * (own * near / (own + near))
 
 
+def best_candidates(metric: Tensor, state: TokenState
+                    ) -> Tuple[Tensor, Tensor]:
+    """Each token's cheaper candidate and its score, ``(B, N)`` each
+    (``-inf`` and the token itself where it has none).
+
+    Args:
+        metric (Tensor): ``(B, N, c)``, L2-normalised keys.
+        state (TokenState): Sizes and source map before the step.
+    """
+    B, N, _ = metric.shape
+    cand = candidates(state.source, state.grid_size, B, N, metric.device)
+    sim = candidate_similarity(metric, cand)
+    if state.size is not None:
+        sim = ward_score(sim, state.size, cand)
+    score, side = sim.max(dim=-1)
+    return score, cand.gather(2, side.unsqueeze(-1)).squeeze(-1)
+
+
 def resolve_chains(target: Tensor, steps: int) -> Tensor:
     """Follow ``target`` (``(B, N)``, a token per token, itself for tokens
     that stay) ``2**steps`` times: pointer doubling. A chain of merges
@@ -224,43 +242,116 @@ def plan_merges(score: Tensor, target: Tensor, merges: Sequence[int],
 
 @register_token_reducer
 class ATMEAdaptive(ScheduledReducer):
-    """ATME's token counts with content-adaptive merges between neighbours
-    (module doc).
+    """Content-adaptive merges between neighbours (module doc), at ATME's
+    token counts (``schedule``) or at a steady rate (``ratio``).
 
     Args:
         num_layers (int): Blocks of the ViT.
-        schedule (str | Sequence): An ATME schedule (preset name or entries
-            ``(block, direction, ratio)``, :class:`~.atme.ATME`). After the
-            attention of ``block``, the tokens merge down to the count
-            ATME's grid would hold there; the direction and ratio set that
-            count only: horizontal and vertical neighbour pairs compete
-            alike.
+        schedule (str | Sequence, optional): An ATME schedule (preset name
+            or entries ``(block, direction, ratio)``, :class:`~.atme.ATME`).
+            After the attention of ``block``, the tokens merge down to the
+            count ATME's grid would hold there; the direction and ratio set
+            that count only: horizontal and vertical neighbour pairs
+            compete alike. ``'deit-s'`` if neither this nor ``ratio`` is
+            given.
+        ratio (float, optional): Instead of a schedule, merge ``ratio`` of
+            each image's patch tokens entering every block of ``blocks``
+            (rounded half up, as :class:`~.tome.ToMe`'s ``ratio``): many
+            gentle steps instead of ATME's few halvings, so the late blocks
+            keep more tokens at the same FLOPs.
+        blocks (Sequence[int], optional): With ``ratio``, the blocks that
+            merge; all by default.
         embed_dims (int, optional): Token width (unused: no weights).
     """
+    #: ``for_flops(knob='ratio')`` meets a target with a steady rate;
+    #: without a knob it takes an ATME schedule
+    flops_knobs = dict(ratio=('float', 0., 0.9))
 
     def __init__(self,
                  num_layers: int,
-                 schedule: Union[str, Sequence] = 'deit-s',
+                 schedule: Union[str, Sequence, None] = None,
+                 ratio: Optional[float] = None,
+                 blocks: Optional[Sequence[int]] = None,
                  embed_dims: Optional[int] = None):
         super().__init__(num_layers, embed_dims)
-        self.schedule = parse_schedule(schedule, num_layers)
+        if ratio is None:
+            if blocks is not None:
+                raise ValueError('ATMEAdaptive: blocks go with ratio; a '
+                                 'schedule names its own blocks')
+            self.ratio = None
+            self.schedule = parse_schedule(
+                'deit-s' if schedule is None else schedule, num_layers)
+            return
+        if schedule is not None:
+            raise ValueError('ATMEAdaptive: set schedule or ratio, not both')
+        if isinstance(ratio, bool) or not isinstance(
+                ratio, (int, float)) or not 0 <= ratio < 1:
+            raise ValueError(f'ATMEAdaptive: ratio={ratio!r} is outside '
+                             '[0, 1)')
+        blocks = tuple(range(num_layers)) if blocks is None else tuple(
+            sorted(blocks))
+        if len(set(blocks)) != len(blocks) or any(
+                not 0 <= b < num_layers for b in blocks):
+            raise ValueError(f'ATMEAdaptive: blocks {list(blocks)} must be '
+                             f'distinct indices in [0, {num_layers - 1}]')
+        self.ratio = float(ratio)
+        # direction and ratio of a schedule entry are not read in this mode
+        self.schedule = {b: ('h', self.ratio) for b in blocks}
+
+    @classmethod
+    def for_flops(cls, target: float, grid: Tuple[int, int],
+                  num_layers: int, embed_dims: int, mlp_ratio: float = 4.,
+                  knob: Optional[str] = None,
+                  max_points: Optional[int] = None, **settings) -> Dict:
+        """An ATME schedule (``max_points`` caps its merging blocks) or,
+        with ``knob='ratio'``, the steady rate closest to ``target``."""
+        if knob is None:
+            return super().for_flops(target, grid, num_layers, embed_dims,
+                                     mlp_ratio, max_points, **settings)
+        if max_points is not None:
+            raise ValueError('ATMEAdaptive: max_points caps a schedule; '
+                             'with ratio, set blocks')
+        return TokenReducer.for_flops.__func__(
+            cls, target, grid, num_layers, embed_dims, mlp_ratio, knob,
+            **settings)
+
+    def merges(self, num_tokens: int) -> int:
+        """With ``ratio``: tokens one step merges away from
+        ``num_tokens`` (at least one token stays)."""
+        return min(int(self.ratio * num_tokens + 0.5), num_tokens - 1)
+
+    def token_counts(self, grid: Tuple[int, int]) -> List[int]:
+        if self.ratio is None:
+            return super().token_counts(grid)
+        n, counts = grid[0] * grid[1], []
+        for block in range(self.num_layers):
+            if block in self.schedule:
+                n -= self.merges(n)
+            counts.append(n)
+        return counts
 
     def settings(self) -> Dict:
+        if self.ratio is not None:
+            return dict(ratio=self.ratio, blocks=sorted(self.schedule))
         return dict(schedule=[list(step) for step in self.entries()])
 
     def extra_repr(self) -> str:
+        if self.ratio is not None:
+            return f'ratio={self.ratio:g}, blocks={sorted(self.schedule)}'
         return 'schedule=[{}]'.format(', '.join(
             f'{b}{d}{r:g}' for b, d, r in self.entries()))
 
-    def _shapes(self, block_index: int, state: TokenState
+    def _shapes(self, block_index: int, state: TokenState, num_tokens: int
                 ) -> Tuple[Sequence[Tuple[int, int]], List[Tuple[int, int]]]:
-        """Per image, the virtual ATME shape of its content before and
-        after this step (host ints)."""
-        direction, ratio = self.schedule[block_index]
+        """Per image, the virtual shape of its content before and after
+        this step (host ints): ATME's grid, or with ``ratio`` a ``(1, n)``
+        line holding its count."""
         if state.valid_shape is not None:
             before = state.valid_shape
         elif state.shape is not None:
             before = [state.shape]
+        elif self.ratio is not None:
+            before = [(1, num_tokens)]
         else:  # unpadded, off the grid: replay the schedule
             shapes = grid_shapes(
                 self.entries(), tuple(int(n) for n in state.grid_size),
@@ -268,6 +359,10 @@ class ATMEAdaptive(ScheduledReducer):
             before = [shapes[block_index]]
         # host ints, also where a tracer hands out shapes as tensors
         before = [(int(h), int(w)) for h, w in before]
+        if self.ratio is not None:
+            return before, [(1, h * w - self.merges(h * w))
+                            for h, w in before]
+        direction, ratio = self.schedule[block_index]
         after = [(h - num_merges(ratio, h), w) if direction == 'v' else
                  (h, w - num_merges(ratio, w)) for h, w in before]
         return before, after
@@ -281,7 +376,7 @@ class ATMEAdaptive(ScheduledReducer):
         P = num_prefix
         B, T, C = x.shape
         N = T - P
-        before, after = self._shapes(block_index, state)
+        before, after = self._shapes(block_index, state, N)
         counts = [h * w for h, w in after]
         merges = [h * w - n for (h, w), n in zip(before, counts)]
         if len(merges) == 1:
@@ -295,15 +390,10 @@ class ATMEAdaptive(ScheduledReducer):
             metric = attn.k[:, :, P:].mean(1)
             metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(
                 1e-12)
-            cand = candidates(state.source, state.grid_size, B, N, device)
-            sim = candidate_similarity(metric, cand)
-            if state.size is not None:
-                sim = ward_score(sim, state.size, cand)
-            score, side = sim.max(dim=-1)
+            score, target = best_candidates(metric, state)
             pad = state.padding_mask()
             if pad is not None:
                 score = score.masked_fill(pad, float('-inf'))
-            target = cand.gather(2, side.unsqueeze(-1)).squeeze(-1)
             plan = plan_merges(score, target, merges, num_out, pad)
 
         # one selection builds the output (prefix, then the new order);
@@ -318,9 +408,19 @@ class ATMEAdaptive(ScheduledReducer):
         size = shape_cached(('atme_adaptive_ones', B, N, x.dtype, device),
                             lambda: x.new_ones(B, N)) \
             if state.size is None else state.size
+        if padded:
+            # padding holds no patch: where an image's tokens fill the
+            # output, its padding lands on a content token and must not
+            # add to that token's size (proportional attention reads it)
+            size = size.masked_fill(pad, 0.)
         dest = plan.moved.gather(1, plan.src)  # (B, R) new index
         new_size = size.new_zeros(B, num_out).scatter_add_(1, plan.moved,
                                                            size)
+        if padded:  # padding slots size 1, as before the step
+            new_size = new_size.masked_fill(shape_cached(
+                ('padding_count', tuple(counts), num_out, device),
+                lambda: torch.arange(num_out, device=device)[None] >=
+                torch.tensor(counts, device=device)[:, None]), 1.)
         weight = new_size.gather(1, dest)
         weight = weight.reciprocal() if state.size is None else \
             size.gather(1, plan.src) / weight

@@ -71,6 +71,16 @@ rows = [
          description='dense checkpoint, ATMEAdaptive (deit-t counts) at '
          'test time', test_reducer=dict(type='ATMEAdaptive',
                                         schedule='deit-t')),
+    # ATMEAdaptive at a steady rate: ToMe's token counts in every block
+    dict(name='atme-adaptive-ratio-training-free', model='deit_t',
+         reuse='dense', description='dense checkpoint, ATMEAdaptive at a '
+         "steady rate (ToMe's counts) at {preset:.0%} block FLOPs at test "
+         'time', test_reducer=dict(type='ATMEAdaptive', flops='preset',
+                                   knob='ratio')),
+    dict(name='cait-atme-adaptive-ratio', model='cait_t',
+         description='ATMEAdaptive at a steady rate at {preset:.0%} block '
+         'FLOPs, trained', reducer=dict(type='ATMEAdaptive', flops='preset',
+                                        knob='ratio')),
     dict(name='atme-ft', model='cait_t', init_from='dense',
          description='dense checkpoint fine-tuned with ATME (deit-t): 200 '
          'iterations at lr 1e-4', options=finetune),
@@ -83,10 +93,15 @@ rows = [
          'test time', test_reducer=dict(type='EViT', flops='preset')),
 ] + [
     dict(name=f'{name}-35-training-free', model='deit_t',
-         reuse='dense', description=f'dense checkpoint, {kind} at 35% block '
+         reuse='dense', description=f'dense checkpoint, {what} at 35% block '
          'FLOPs at test time',
-         test_reducer=dict(type=kind, flops=0.35,
-                           **(dict(knob='ratio') if kind == 'ToMe' else {})))
-    for kind, name in (('ATME', 'atme'), ('ATMEAdaptive', 'atme-adaptive'),
-                       ('TPS', 'tps'), ('ToMe', 'tome'), ('EViT', 'evit'))
+         test_reducer=dict(type=kind, flops=0.35, **knob))
+    for kind, name, what, knob in (
+        ('ATME', 'atme', 'ATME', {}),
+        ('ATMEAdaptive', 'atme-adaptive', 'ATMEAdaptive', {}),
+        ('ATMEAdaptive', 'atme-adaptive-ratio', 'ATMEAdaptive (steady rate)',
+         dict(knob='ratio')),
+        ('TPS', 'tps', 'TPS', {}), ('ToMe', 'tome', 'ToMe',
+                                    dict(knob='ratio')),
+        ('EViT', 'evit', 'EViT', {}))
 ]

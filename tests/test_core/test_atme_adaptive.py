@@ -49,13 +49,17 @@ def _connected(cells, grid):
 
 
 SCHEDULE = [(0, 'h', .6), (1, 'v', .5), (3, 'h', 1.), (4, 'v', .7)]
+#: the two ways to set the counts: an ATME schedule, a steady rate
+MODES = [dict(schedule=SCHEDULE), dict(ratio=0.3, blocks=(0, 1, 3, 4))]
 
 
+@pytest.mark.parametrize('mode', MODES, ids=['schedule', 'ratio'])
 @pytest.mark.parametrize('grid', [(9, 11), (6, 8), (2, 13)])
-def test_groups_are_4_connected_and_counts_are_the_announced_ones(grid):
+def test_groups_are_4_connected_and_counts_are_the_announced_ones(
+        grid, mode):
     H, W = grid
     torch.manual_seed(0)
-    reducer = ATMEAdaptive(6, schedule=SCHEDULE)
+    reducer = ATMEAdaptive(6, **mode)
     # smooth keys: merges form large groups, chains included
     base = torch.randn(3, 1, 6, dtype=torch.float64)
     ramp = torch.linspace(0, 1, H * W, dtype=torch.float64)[None, :, None]
@@ -72,7 +76,13 @@ def test_groups_are_4_connected_and_counts_are_the_announced_ones(grid):
             x, keys = both.split([4, 6], dim=-1)
         counts.append(x.shape[1])
     assert counts == reducer.token_counts(grid)
-    assert counts == ATME(6, schedule=SCHEDULE).token_counts(grid)
+    if 'schedule' in mode:
+        assert counts == ATME(6, schedule=SCHEDULE).token_counts(grid)
+    else:  # ToMe's rounding; ToMe stops at half the tokens, this does not
+        n = H * W
+        for block in range(6):
+            n -= int(0.3 * n + 0.5) if block in (0, 1, 3, 4) else 0
+            assert counts[block] == n
     restored = state.restore(x)
     for b in range(3):
         groups = _groups(state.source[b], grid)
@@ -120,13 +130,18 @@ def test_restore_is_exact_on_constant_inputs():
     assert state.size.sum(1).tolist() == [63., 63.]
 
 
-def test_padded_image_merges_like_the_image_alone():
+@pytest.mark.parametrize('layers, mode', [
+    (3, dict(schedule=[(0, 'h', .5), (1, 'v', .75), (2, 'h', .5)])),
+    (3, dict(ratio=0.4)),
+    # both images end with one token: the padded one's padding then lands
+    # on its content token, which must not grow
+    (10, dict(ratio=0.4))], ids=['schedule', 'ratio', 'ratio-to-one'])
+def test_padded_image_merges_like_the_image_alone(layers, mode):
     """An image of 5x7 content batched, padded to 6x13, with a full one:
     it merges its own count, its content tokens come first and equal the
-    tokens it gets alone, and its patches map alike."""
+    tokens it gets alone (sizes included), and its patches map alike."""
     torch.manual_seed(5)
-    reducer = ATMEAdaptive(3, schedule=[(0, 'h', .5), (1, 'v', .75),
-                                        (2, 'h', .5)])
+    reducer = ATMEAdaptive(layers, **mode)
     x = torch.randn(1, 5, 7, 3)
     keys = torch.randn(1, 5, 7, 4)
     alone, alone_state = _reduce(reducer, x.flatten(1, 2),
@@ -147,6 +162,8 @@ def test_padded_image_merges_like_the_image_alone():
     assert [h * w for h, w in state.valid_shape] == [
         n, reducer.token_counts((6, 13))[-1]]
     torch.testing.assert_close(out[0, :n], alone[0])
+    assert torch.equal(state.size[0, :n], alone_state.size[0])
+    assert state.size[0, :n].sum() == 35
     content = state.source[0].view(6, 13)[:5, :7].reshape(-1)
     assert torch.equal(content, alone_state.source[0])
     assert state.padding_mask()[0].tolist() == [False] * n + [True] * (
@@ -184,6 +201,41 @@ def test_settings_for_flops_are_atmes_and_it_rebuilds_from_its_config():
     assert len(two['schedule']) <= 2
 
 
+def test_a_steady_rate_meets_a_budget_with_tomes_counts():
+    """``knob='ratio'``: ToMe's rate and counts at equal FLOPs (below
+    half of the tokens per step, where ToMe's cap does not bind)."""
+    from cait_mm.core.tome import ToMe
+    for target in (0.52, 0.35):
+        cfg = ATMEAdaptive.for_flops(target, (32, 32), 12, 192,
+                                     knob='ratio')
+        tome = ToMe.for_flops(target, (32, 32), 12, 192, knob='ratio')
+        assert cfg == dict(type='ATMEAdaptive', ratio=tome['ratio'])
+        reducer = build_token_reducer(cfg, 12, 192)
+        assert reducer.token_counts((32, 32)) == build_token_reducer(
+            tome, 12, 192).token_counts((32, 32))
+        assert abs(reducer.flops_fraction((32, 32)) - target) < 0.005
+        again = build_token_reducer(reducer.config(), 12)
+        assert again.settings() == dict(ratio=cfg['ratio'],
+                                        blocks=list(range(12)))
+    assert 'ratio=0.5, blocks=[2, 5]' in repr(ATMEAdaptive(
+        12, ratio=0.5, blocks=(5, 2)))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(schedule='deit-t', ratio=0.1), 'schedule or ratio, not both'),
+    (dict(ratio=1.0), 'outside'),
+    (dict(ratio=0.2, blocks=(3, 3)), 'distinct'),
+    (dict(ratio=0.2, blocks=(12, )), 'distinct'),
+    (dict(blocks=(1, 2)), 'blocks go with ratio'),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ATMEAdaptive(12, **kwargs)
+    with pytest.raises(ValueError, match='max_points caps a schedule'):
+        ATMEAdaptive.for_flops(0.5, (8, 8), 12, 32, knob='ratio',
+                               max_points=2)
+
+
 def _vit(reducer, size=64):
     from cait_mm.models import CAITViT
     torch.manual_seed(0)
@@ -194,8 +246,11 @@ def _vit(reducer, size=64):
     return model
 
 
-def test_caitvit_forward_batch_padding_and_counts():
-    model = _vit(dict(type='ATMEAdaptive', schedule='deit-s-few'))
+@pytest.mark.parametrize('mode', [dict(schedule='deit-s-few'),
+                                  dict(ratio=0.25)],
+                         ids=['schedule', 'ratio'])
+def test_caitvit_forward_batch_padding_and_counts(mode):
+    model = _vit(dict(type='ATMEAdaptive', **mode))
     x = torch.randn(3, 3, 64, 96)
     with torch.no_grad():
         batch = model(x)

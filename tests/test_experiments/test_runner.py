@@ -389,11 +389,16 @@ def test_peer_rows_compare_at_equal_flops(dataset):
     target = PRESET
     for name in ('tps-matched-training-free', 'tome-training-free',
                  'evit-training-free', 'atme-adaptive-training-free',
+                 'atme-adaptive-ratio-training-free',
+                 'cait-atme-adaptive-ratio',
                  'atme-35-training-free', 'atme-adaptive-35-training-free',
+                 'atme-adaptive-ratio-35-training-free',
                  'tps-35-training-free', 'tome-35-training-free',
                  'evit-35-training-free'):
         row = rows[name]
-        cfg = {k.rsplit('.', 1)[1]: v for k, v in row.test_options.items()}
+        cfg = {k.rsplit('.', 1)[1]: v for k, v in
+               row.all_test_options.items() if k.startswith(
+                   'model.backbone.token_reducer.')}
         fraction = build_token_reducer(cfg, 12, 192).flops_fraction((32, 32))
         goal = 0.35 if '-35-' in name else target
         assert abs(fraction - goal) <= 0.03 * goal, name
@@ -401,3 +406,39 @@ def test_peer_rows_compare_at_equal_flops(dataset):
     assert trained.model.backbone.token_reducer.ratio == \
         rows['tome-training-free'].test_options[
             'model.backbone.token_reducer.ratio']
+
+
+def test_steady_rate_rows_take_tomes_rate():
+    """ATMEAdaptive's steady-rate rows run ToMe's rate (the same counts),
+    trained and training-free."""
+    rows = {r.name: r for r in cpu_rows('membrane')}
+    key = 'model.backbone.token_reducer.ratio'
+    for mine, tome in (('atme-adaptive-ratio-training-free',
+                        'tome-training-free'),
+                       ('atme-adaptive-ratio-35-training-free',
+                        'tome-35-training-free')):
+        assert rows[mine].test_options[key] == rows[tome].test_options[key]
+        assert rows[mine].test_options[
+            'model.backbone.token_reducer.type'] == 'ATMEAdaptive'
+    assert rows['cait-atme-adaptive-ratio'].options[key] == rows[
+        'tome-training-free'].test_options[key]
+
+
+def test_the_any_pair_control_drops_only_the_neighbour_rule():
+    """experiments/real_data/any_pair_control.py: each token's target is
+    its most similar token with an earlier anchor, wherever it is."""
+    import runpy
+
+    from cait_mm.core import TokenState
+    control = runpy.run_path(osp.join(
+        REPO, 'experiments/real_data/any_pair_control.py'))
+    keys = torch.nn.functional.normalize(torch.randn(1, 12, 4), dim=-1)
+    keys[0, 11] = keys[0, 2]  # far apart on a 3x4 grid
+    score, target = control['any_earlier_token'](
+        keys, TokenState.from_grid((3, 4)))
+    assert target[0, 0] == 0 and score[0, 0] == float('-inf')
+    assert target[0, 11] == 2
+    torch.testing.assert_close(score[0, 11], torch.tensor(1.))
+    sim = keys[0] @ keys[0].T
+    for t in range(1, 11):
+        assert target[0, t] == sim[t, :t].argmax()
