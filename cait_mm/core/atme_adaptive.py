@@ -1,11 +1,13 @@
-"""ATMEAdaptive: ATME's token counts, merges placed by content.
+"""ATMEAdaptive: merges between neighbours, placed by content.
 
 ATME keeps a regular grid, so every row (column) must lose exactly its
 share of tokens: it merges one-patch-wide structures and object edges as
-readily as flat background. ATMEAdaptive merges the same number of tokens
-at the same blocks (it takes ATME's schedules: the token count after each
-step is what ATME's grid would hold), but lets every neighbour pair of the
-image compete for those merges:
+readily as flat background. ATMEAdaptive merges as many tokens as ATME at
+the same blocks (``schedule``: the token count after each step is what
+ATME's grid would hold), or a steady share of them in every block
+(``ratio``: ToMe's counts, which keep more tokens in the late blocks at
+the same FLOPs), but lets every neighbour pair of the image compete for
+those merges:
 
 - **Candidates.** Each token has an *anchor*, the first of its patches in
   raster order. Its candidates are the tokens that hold the patch left of
