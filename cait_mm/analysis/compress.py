@@ -88,10 +88,12 @@ def reducer_class(kind: str):
 
 def reducer_for_flops(kind: str, flops: float, grid, arch: Dict) -> Dict:
     """``kind``'s config whose block FLOPs on ``grid`` patches are the
-    closest to ``flops`` (ToMe by its size-independent ratio)."""
+    closest to ``flops``: ToMe by its size-independent ratio, ATMEAdaptive
+    at a steady rate (training-free it keeps more accuracy than at ATME's
+    counts: docs/results/real_data.md)."""
     reducer_class(kind)
     settings = {}
-    if kind == 'ToMe':
+    if kind in ('ToMe', 'ATMEAdaptive'):
         settings['knob'] = 'ratio'
     elif kind in ('TPS', 'EViT'):
         settings['blocks'] = _stage_blocks(arch['num_layers'])

@@ -108,6 +108,20 @@ def test_choose_the_most_accurate_row_at_the_tightest_budget():
         choose(rows, 'mIoU', min_accuracy=99.5)
 
 
+def test_tome_and_atme_adaptive_take_their_steady_rate():
+    """ToMe and ATMEAdaptive are set by a ratio, the same for both at a
+    budget (ToMe's counts); ATME by a schedule."""
+    from cait_mm.analysis.compress import reducer_for_flops
+    from cait_mm.core.spec import ARCHS
+    arch = ARCHS['deit-t']
+    for budget in (0.52, 0.35):
+        tome = reducer_for_flops('ToMe', budget, (32, 32), arch)
+        mine = reducer_for_flops('ATMEAdaptive', budget, (32, 32), arch)
+        assert mine == dict(type='ATMEAdaptive', ratio=tome['ratio'])
+        assert 'schedule' in reducer_for_flops('ATME', budget, (32, 32),
+                                               arch)
+
+
 def test_choose_breaks_a_flops_tie_by_speed():
     rows = [_row('dense', 1., 50.), _row('A', 0.5, 49., speedup=1.2),
             _row('B', 0.5, 49.5, speedup=1.4)]
