@@ -47,7 +47,7 @@ from torch import Tensor
 from .atme import ScheduledReducer
 from .atme_schedules import grid_shapes, num_merges, parse_schedule
 from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
-from .token_reducer import TokenReducer, register_token_reducer
+from .token_reducer import TokenReducer, register_token_reducer, steady_counts
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
@@ -325,12 +325,8 @@ class ATMEAdaptive(ScheduledReducer):
     def token_counts(self, grid: Tuple[int, int]) -> List[int]:
         if self.ratio is None:
             return super().token_counts(grid)
-        n, counts = grid[0] * grid[1], []
-        for block in range(self.num_layers):
-            if block in self.schedule:
-                n -= self.merges(n)
-            counts.append(n)
-        return counts
+        return steady_counts(grid[0] * grid[1], self.num_layers,
+                             set(self.schedule), self.merges)
 
     def settings(self) -> Dict:
         if self.ratio is not None:

@@ -9,7 +9,8 @@ and never looks at its class, so a new reducer is one registered class.
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type
+from typing import (Callable, Dict, List, Mapping, Optional, Sequence, Set,
+                    Tuple, Type)
 
 import torch
 from torch import Tensor, nn
@@ -166,6 +167,19 @@ class TokenReducer(nn.Module):
             tuple: tokens ``(B, P + N', C)`` and the new state.
         """
         raise NotImplementedError
+
+
+def steady_counts(num_tokens: int, num_layers: int, blocks: Set[int],
+                  merges: Callable[[int], int]) -> List[int]:
+    """Patch tokens after each of ``num_layers`` blocks when each block of
+    ``blocks`` takes ``merges(n)`` of the ``n`` tokens entering it (ToMe,
+    ATMEAdaptive's steady rate)."""
+    n, counts = num_tokens, []
+    for block in range(num_layers):
+        if block in blocks:
+            n -= merges(n)
+        counts.append(n)
+    return counts
 
 
 def class_attention(attn: AttentionInfo, state: TokenState,

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .batch_rows import prefix_rows, row_start, shape_cached
-from .token_reducer import TokenReducer, register_token_reducer
+from .token_reducer import TokenReducer, register_token_reducer, steady_counts
 from .token_state import TokenState
 from .vit_layers import AttentionInfo
 
@@ -109,12 +109,8 @@ class ToMe(TokenReducer):
         return min(r, num_tokens // 2)
 
     def token_counts(self, grid: Tuple[int, int]) -> List[int]:
-        n, counts = grid[0] * grid[1], []
-        for block in range(self.num_layers):
-            if block in self.at:
-                n -= self.merges(n)
-            counts.append(n)
-        return counts
+        return steady_counts(grid[0] * grid[1], self.num_layers,
+                             set(self.at), self.merges)
 
     def forward(self, block_index: int, x: Tensor, attn: AttentionInfo,
                 state: TokenState,
