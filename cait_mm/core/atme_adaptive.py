@@ -47,8 +47,8 @@ from torch import Tensor
 from .atme import ScheduledReducer
 from .atme_schedules import grid_shapes, num_merges, parse_schedule
 from .batch_rows import flat_index, prefix_rows, row_start, shape_cached
-from .token_reducer import TokenReducer, register_token_reducer, steady_counts
-from .token_state import TokenState
+from .token_reducer import register_token_reducer, steady_counts
+from .token_state import TokenState, count_padding
 from .vit_layers import AttentionInfo
 
 
@@ -313,8 +313,9 @@ class ATMEAdaptive(ScheduledReducer):
         if max_points is not None:
             raise ValueError('ATMEAdaptive: max_points caps a schedule; '
                              'with ratio, set blocks')
-        return TokenReducer.for_flops.__func__(
-            cls, target, grid, num_layers, embed_dims, mlp_ratio, knob,
+        # the knob search of TokenReducer, past ScheduledReducer's
+        return super(ScheduledReducer, cls).for_flops(
+            target, grid, num_layers, embed_dims, mlp_ratio, knob,
             **settings)
 
     def merges(self, num_tokens: int) -> int:
@@ -415,10 +416,8 @@ class ATMEAdaptive(ScheduledReducer):
         new_size = size.new_zeros(B, num_out).scatter_add_(1, plan.moved,
                                                            size)
         if padded:  # padding slots size 1, as before the step
-            new_size = new_size.masked_fill(shape_cached(
-                ('padding_count', tuple(counts), num_out, device),
-                lambda: torch.arange(num_out, device=device)[None] >=
-                torch.tensor(counts, device=device)[:, None]), 1.)
+            new_size = new_size.masked_fill(
+                count_padding(counts, num_out, device), 1.)
         weight = new_size.gather(1, dest)
         weight = weight.reciprocal() if state.size is None else \
             size.gather(1, plan.src) / weight

@@ -9,6 +9,17 @@ from .batch_rows import flat_index, shape_cached
 from .padding import content_mask
 
 
+def count_padding(counts: Sequence[int], num_tokens: int,
+                  device) -> Tensor:
+    """``(B, num_tokens)`` bool, True past each image's ``counts[b]``
+    content tokens (content first, off the grid)."""
+    counts = tuple(counts)
+    return shape_cached(
+        ('padding_count', counts, num_tokens, device),
+        lambda: torch.arange(num_tokens, device=device)[None] >=
+        torch.tensor(counts, device=device)[:, None])
+
+
 def padding_bias(dtype: torch.dtype) -> float:
     """The attention bias of a padding key: finite, yet far enough below
     any logit that its softmax weight is exactly 0.
@@ -81,12 +92,8 @@ class TokenState:
         if self.valid_shape is None:
             return None
         if self.shape is None:
-            counts = tuple(h * w for h, w in self.valid_shape)
-            N = self.size.shape[1]
-            return shape_cached(
-                ('padding_count', counts, N, self.device),
-                lambda: torch.arange(N, device=self.device)[None] >=
-                torch.tensor(counts, device=self.device)[:, None])
+            return count_padding((h * w for h, w in self.valid_shape),
+                                 self.size.shape[1], self.device)
         return shape_cached(
             ('padding_mask', self.valid_shape, self.shape, self.device),
             lambda: ~content_mask(self.valid_shape, self.shape,
