@@ -5,7 +5,7 @@ budget, evaluated training-free on the config's validation set.
         [--reducers ATME ATMEAdaptive ToMe EViT TPS] [--min-accuracy PCT]
         [--max-samples N] [--work-dir DIR] [--out DIR] [--device D]
         [--repeats N] [--compile [--compile-mode M]]
-        [--cfg-options k=v ...]
+        [--finetune ITERS [--finetune-lr LR]] [--cfg-options k=v ...]
 
 Each reducer is set by its ``for_flops`` to each budget FLOPS of the dense
 ViT's block FLOPs at the backbone's ``img_size`` (ATME its schedule, ToMe
@@ -27,14 +27,25 @@ DIR`` writes it as DIR/config.py and DIR/model.pth, which ``tools/test.py``
 evaluates as they are, the choice recorded in the checkpoint's meta.
 ``--max-samples N`` evaluates the first N validation images, for a quick
 look.
+
+``--finetune ITERS`` then trains the chosen row from the checkpoint:
+it writes OUT/finetune.py (the chosen config, ITERS iterations at a tenth
+of the config's learning rate or ``--finetune-lr``, warm-up then poly
+decay), runs ``tools/train.py`` on it (in WORK_DIR/finetune), evaluates
+the result as the other rows and writes it as OUT/finetuned.pth, its
+metric added to the table. ``python tools/train.py OUT/finetune.py`` runs
+the same fine-tuning by hand.
 """
 import argparse
 import os.path as osp
+import subprocess
+import sys
 
 import torch
 from mmengine.config import DictAction
 
-from cait_mm.analysis.compress import REDUCERS, compress
+from cait_mm.analysis.compress import (REDUCERS, compress, finetune_config,
+                                       record_finetuned)
 from cait_mm.engine import add_compile_arguments, compile_options
 
 
@@ -62,8 +73,41 @@ def parse_args():
     parser.add_argument('--repeats', type=int, default=10,
                         help='timed calls per row (0: no timing)')
     add_compile_arguments(parser)
+    parser.add_argument('--finetune', type=int, metavar='ITERS',
+                        help='then fine-tune the chosen row for ITERS '
+                        'iterations (written to OUT/finetuned.pth)')
+    parser.add_argument('--finetune-lr', type=float,
+                        help="fine-tuning learning rate (default: a tenth "
+                        "of the config's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.finetune is not None and args.finetune < 1:
+        parser.error(f'--finetune {args.finetune}: fine-tuning needs at '
+                     'least one iteration')
+    if args.finetune_lr is not None and not args.finetune_lr > 0:
+        parser.error(f'--finetune-lr {args.finetune_lr:g} must be positive')
+    if args.finetune_lr is not None and args.finetune is None:
+        parser.error('--finetune-lr goes with --finetune ITERS')
+    return args
+
+
+def finetune(args, result, work_dir, out):
+    """Train the chosen row with tools/train.py, as a user would, then
+    score and record it."""
+    config = finetune_config(out, args.finetune, args.finetune_lr)
+    train_dir = osp.join(work_dir, 'finetune')
+    command = [sys.executable, osp.join(osp.dirname(__file__), 'train.py'),
+               config, '--work-dir', train_dir]
+    print('fine-tuning: ' + ' '.join(command[1:]), flush=True)
+    if subprocess.run(command).returncode:
+        sys.exit(f'fine-tuning failed (see {train_dir}); the training-free '
+                 f'model is in {out}')
+    with open(osp.join(train_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    record_finetuned(result, work_dir, out, checkpoint, args.finetune,
+                     args.max_samples)
+    print(f'fine-tuned model written to {out}: python tools/test.py '
+          f'{osp.join(out, "config.py")} {osp.join(out, "finetuned.pth")}')
 
 
 def main():
@@ -72,13 +116,19 @@ def main():
         'work_dirs',
         'compress_' + osp.splitext(osp.basename(args.config))[0])
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    compress(args.config, args.checkpoint, args.flops, work_dir,
-             reducers=args.reducers, max_samples=args.max_samples,
-             options=args.cfg_options, out=args.out, device=device,
-             repeats=args.repeats, min_accuracy=args.min_accuracy,
-             compile=compile_options(device, args.compile_mode,
-                                     args.compile_backend)
-             if args.compile else None)
+    out = args.out
+    if args.finetune is not None and out is None:
+        out = osp.join(work_dir, 'chosen')
+    result = compress(
+        args.config, args.checkpoint, args.flops, work_dir,
+        reducers=args.reducers, max_samples=args.max_samples,
+        options=args.cfg_options, out=out, device=device,
+        repeats=args.repeats, min_accuracy=args.min_accuracy,
+        compile=compile_options(device, args.compile_mode,
+                                args.compile_backend)
+        if args.compile else None)
+    if args.finetune is not None:
+        finetune(args, result, work_dir, out)
 
 
 if __name__ == '__main__':

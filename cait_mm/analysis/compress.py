@@ -27,6 +27,11 @@ REDUCERS = ('ATME', 'ATMEAdaptive', 'ToMe', 'EViT', 'TPS')
 # the first metric a task reports that is present: what rows are ranked by
 METRICS = ('mIoU', 'coco/segm_mAP', 'coco/bbox_mAP', 'accuracy/top1')
 META_KEY = 'cait_mm_compress'
+# the fine-tuning recipe (docs/guides/byom.md measures it): a tenth of the
+# config's learning rate, so that the trained model is adjusted rather than
+# retrained, a linear warm-up over the first quarter, poly decay to 0
+FINETUNE_LR_SCALE = 0.1
+FINETUNE_WARMUP = 0.25
 
 
 @dataclass
@@ -415,23 +420,122 @@ def write_chosen(cfg: Config, checkpoint: str, chosen: Row, result: Dict,
     """``out/config.py``: the config with the chosen reducer;
     ``out/model.pth``: the checkpoint's weights in CAITViT's layout (a
     reducer adds none), with the choice in ``meta``."""
-    from mmengine.runner import CheckpointLoader
-
-    from cait_mm.models.backbones.vit_checkpoint import unwrap_state_dict
-    from cait_mm.models.backbones.vit_layouts import convert_model_state
     os.makedirs(out, exist_ok=True)
     cfg = copy.deepcopy(cfg)
     cfg.model.backbone.token_reducer = chosen.reducer
     cfg.load_from = None
     cfg.dump(osp.join(out, 'config.py'))
+    write_state(checkpoint, {META_KEY: _choice_meta(result)},
+                osp.join(out, 'model.pth'))
+
+
+def _choice_meta(result: Dict) -> Dict:
+    meta = dict((k, result[k]) for k in (
+        'config', 'checkpoint', 'flops', 'metric', 'chosen', 'max_samples',
+        'min_accuracy'))
+    meta['rows'] = json.dumps(result['rows'])
+    return meta
+
+
+def write_state(checkpoint: str, meta: Dict, path: str) -> None:
+    """``checkpoint``'s model weights in CAITViT's layout, with ``meta``,
+    written atomically to ``path``."""
+    from mmengine.runner import CheckpointLoader
+
+    from cait_mm.models.backbones.vit_checkpoint import unwrap_state_dict
+    from cait_mm.models.backbones.vit_layouts import convert_model_state
     state, _ = convert_model_state(
         unwrap_state_dict(CheckpointLoader.load_checkpoint(
             checkpoint, map_location='cpu')), ['backbone.'],
         f'Checkpoint "{checkpoint}"')
-    meta = {META_KEY: dict(
-        (k, result[k]) for k in ('config', 'checkpoint', 'flops', 'metric',
-                                 'chosen', 'max_samples', 'min_accuracy'))}
-    meta[META_KEY]['rows'] = json.dumps(result['rows'])
-    path = osp.join(out, 'model.pth')
     with atomic_output(path) as tmp:
         torch.save(dict(state_dict=state, meta=meta), tmp)
+
+
+def finetune_config(out: str, iters: int, lr: Optional[float] = None) -> str:
+    """Write ``out/finetune.py``: the chosen row's config (``out/config.py``)
+    trained for ``iters`` iterations from ``out/model.pth`` with the
+    fine-tuning recipe (``lr``: a tenth of the config's when ``None``), for
+    ``tools/train.py``. Returns its path."""
+    if iters < 1:
+        raise ValueError(f'--finetune {iters}: fine-tuning needs at least '
+                         'one iteration')
+    cfg = Config.fromfile(osp.join(out, 'config.py'))
+    base_lr = ((cfg.get('optim_wrapper') or {}).get('optimizer')
+               or {}).get('lr')
+    if lr is None:
+        if base_lr is None:
+            raise ValueError(
+                f'{osp.join(out, "config.py")} has no optim_wrapper.'
+                'optimizer.lr to scale: give --finetune-lr')
+        lr = base_lr * FINETUNE_LR_SCALE
+    if not lr > 0:
+        raise ValueError(f'--finetune-lr {lr:g} must be positive')
+    warmup = max(1, round(iters * FINETUNE_WARMUP)) if iters > 1 else 0
+    schedulers = [] if not warmup else [
+        f"    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, "
+        f'begin=0, end={warmup}),']
+    schedulers.append(
+        f"    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, "
+        f'begin={warmup}, end={iters}),')
+    schedulers = '\n'.join(schedulers)
+    text = f"""\
+# The row tools/compress.py chose (./config.py), fine-tuned from its
+# checkpoint (./model.pth): {iters} iterations at lr {lr:g} (a tenth of the
+# config's unless --finetune-lr), linear warm-up over the first quarter,
+# poly decay to 0 (docs/guides/byom.md). Run: python tools/train.py THIS
+_base_ = ['./config.py']
+load_from = '{{{{ fileDirname }}}}/model.pth'
+resume = False
+optim_wrapper = dict(optimizer=dict(lr={lr!r}))
+param_scheduler = [
+{schedulers}
+]
+# iterations whatever the config's loop (a detector's is by epoch)
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters={iters},
+    val_interval={iters})
+log_processor = dict(by_epoch=False)
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval={iters}))
+"""
+    path = osp.join(out, 'finetune.py')
+    write_text(path, text)
+    return path
+
+
+def record_finetuned(result: Dict, work_dir: str, out: str,
+                     checkpoint: str, iters: int,
+                     max_samples: Optional[int] = None,
+                     log=print) -> Dict:
+    """Evaluate the fine-tuned ``checkpoint`` as the other rows were
+    (``max_samples`` included), add it to ``result`` (and to
+    ``compress.json`` and ``compress.md`` in ``work_dir``) and write it as
+    ``out/finetuned.pth`` in CAITViT's layout with the choice in ``meta``.
+    Returns ``result``'s ``finetuned`` entry."""
+    cfg = Config.fromfile(osp.join(out, 'finetune.py'))
+    chosen = next(r for r in result['rows'] if r['name'] == result['chosen'])
+    metrics = evaluate(cfg, checkpoint, chosen['reducer'],
+                       osp.join(work_dir, 'finetuned'), 'finetuned',
+                       max_samples)
+    metric = result['metric']
+    dense = result['rows'][0]['metrics'][metric]
+    share = 100 * metrics[metric] / dense if dense else float('nan')
+    entry = dict(iters=iters, lr=cfg.optim_wrapper.optimizer.lr,
+                 metrics=metrics, checkpoint=checkpoint,
+                 share=round(share, 2))
+    result['finetuned'] = entry
+    line = (f'\n{result["chosen"]} fine-tuned ({iters} iterations, lr '
+            f'{entry["lr"]:g}): {metric} {metrics[metric]:.2f}, '
+            f'{share:.1f}% of dense (training-free '
+            f'{chosen["metrics"][metric]:.2f}).')
+    log(line)
+    table = osp.join(work_dir, 'compress.md')
+    with open(table) as f:
+        text = f.read()
+    write_text(table, text + line + '\n')
+    write_text(osp.join(work_dir, 'compress.json'),
+               json.dumps(result, indent=2) + '\n')
+    meta = _choice_meta(result)
+    meta['finetuned'] = json.dumps(entry)
+    write_state(checkpoint, {META_KEY: meta}, osp.join(out, 'finetuned.pth'))
+    return entry

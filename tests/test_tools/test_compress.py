@@ -196,3 +196,63 @@ def test_mask_rcnn_rows_only_reducers_that_support_padded_batches(
     assert len(subset['images']) == 2
     assert {a['image_id'] for a in subset['annotations']} <= {
         im['id'] for im in subset['images']}
+
+
+def test_finetune_trains_the_chosen_row_and_records_it(
+        dense, demo_data, tmp_path):
+    """--finetune: the chosen row trained from the checkpoint with
+    tools/train.py on OUT/finetune.py, scored as the other rows, written as
+    OUT/finetuned.pth that tools/test.py scores again."""
+    work, out = tmp_path / 'work', tmp_path / 'out'
+    options = [f'{k}={v}' for k, v in _data_options(demo_data).items()]
+    proc = run_tool(['tools/compress.py', CONFIG, dense, '--flops', '0.6',
+                     '--reducers', 'ATME', 'ToMe', '--repeats', '0',
+                     '--max-samples', '2', '--work-dir', str(work),
+                     '--out', str(out), '--finetune', '3',
+                     '--cfg-options', *options])
+    ft = Config.fromfile(str(out / 'finetune.py'))
+    base_lr = Config.fromfile(CONFIG).optim_wrapper.optimizer.lr
+    # the recipe: a tenth of the config's rate, warm-up then poly decay
+    assert ft.optim_wrapper.optimizer.lr == pytest.approx(base_lr / 10)
+    assert ft.train_cfg.max_iters == 3
+    assert [s['type'] for s in ft.param_scheduler] == ['LinearLR', 'PolyLR']
+    assert ft.param_scheduler[-1]['end'] == 3
+    assert ft.load_from == str(out / 'model.pth')
+    assert ft.model.backbone.token_reducer == Config.fromfile(
+        str(out / 'config.py')).model.backbone.token_reducer
+    assert (work / 'finetune' / 'iter_3.pth').is_file()
+
+    result = json.loads((work / 'compress.json').read_text())
+    entry = result['finetuned']
+    assert entry['iters'] == 3 and entry['lr'] == pytest.approx(base_lr / 10)
+    miou = entry['metrics']['mIoU']
+    assert f'{result["chosen"]} fine-tuned (3 iterations' in (
+        work / 'compress.md').read_text()
+    assert 'fine-tuned (3 iterations' in proc.stdout
+    # training changed the weights the training-free model holds
+    before = torch.load(out / 'model.pth', weights_only=True)
+    after = torch.load(out / 'finetuned.pth', weights_only=True)
+    assert before['state_dict'].keys() == after['state_dict'].keys()
+    assert any(not torch.equal(before['state_dict'][k], v)
+               for k, v in after['state_dict'].items())
+    assert json.loads(after['meta']['cait_mm_compress']['finetuned'])[
+        'iters'] == 3
+
+    # scored again by tools/test.py, on the same 2 images
+    proc = run_tool(['tools/test.py', str(out / 'config.py'),
+                     str(out / 'finetuned.pth'), '--work-dir',
+                     str(tmp_path / 'test'), '--cfg-options',
+                     'test_dataloader.dataset.indices=2'])
+    assert f'mIoU: {miou:.4f}' in proc.stdout + proc.stderr
+
+
+def test_finetune_bad_input(dense, tmp_path):
+    for args, message in (
+            (['--finetune', '0'], 'at least one iteration'),
+            (['--finetune', '5', '--finetune-lr', '-1'], 'must be positive'),
+            (['--finetune-lr', '1e-4'], 'goes with --finetune')):
+        proc = run_tool(['tools/compress.py', CONFIG, dense, '--flops',
+                         '0.6', '--work-dir', str(tmp_path), *args],
+                        check=False)
+        assert proc.returncode == 2 and message in proc.stderr
+        assert not (tmp_path / 'dense').exists()
