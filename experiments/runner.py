@@ -379,15 +379,18 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
     runs = with_seeds(rows, seeds)
     results = run_rows(runs, data_root, work_dir, skip_existing, log)
     first = results[:len(rows)]
+    # --repeats 0: accuracy only (e.g. while the machine is busy)
     speed = benchmark(bench_entries(runs[:len(rows)], first), tuple(shape),
-                      1, 'model', device, warmup=3, repeats=repeats, log=log)
+                      1, 'model', device, warmup=3, repeats=repeats,
+                      log=log) if repeats else []
     setting = dict(part='model', shape=list(shape), batch_size=1,
                    device=device, repeats=repeats)
     heading = (f'{title} | seeds {list(seeds)}')
     summary = summarise(results, metric)
-    text = (accuracy_table(summary, metric, heading) + '\n' + speed_table(
+    text = accuracy_table(summary, metric, heading) + '\n' + (speed_table(
         speed, f'Speed: whole model, {shape[0]}x{shape[1]}, batch 1, '
-        f'{device}, median of {repeats}; ratios to {rows[0].name}'))
+        f'{device}, median of {repeats}; ratios to {rows[0].name}')
+        if speed else 'Speed: not timed (--repeats 0).\n')
     write_text(osp.join(work_dir, 'results.md'), text)
     write_text(
         osp.join(work_dir, 'results.json'),
@@ -395,6 +398,8 @@ def run_experiment(rows: Sequence[Row], data_root: str, work_dir: str,
             dict(rows=results, summary=summary,
                  speed=[asdict(s) for s in speed], setting=setting,
                  seeds=list(seeds)), indent=2))
+    if not speed:
+        return text
     accuracy_speed_plot(
         [(r['name'], s.images_per_s, r['mean'], r['std'])
          for r, s in zip(summary, speed)],

@@ -291,6 +291,9 @@ def benchmark(entries: Sequence[Entry],
     the configs', :func:`runtime_cudnn_benchmark`) holds while the rows
     run.
     """
+    if repeats < 1:
+        raise ValueError(f'repeats={repeats}: timing needs at least one '
+                         'timed call per entry')
     if onnx and (part == 'model' or not device == 'cpu' or compile
                  or cuda_graph):
         raise ValueError("onnx times part 'backbone', 'features' or "

@@ -468,7 +468,9 @@ def finetune_config(out: str, iters: int, lr: Optional[float] = None) -> str:
             raise ValueError(
                 f'{osp.join(out, "config.py")} has no optim_wrapper.'
                 'optimizer.lr to scale: give --finetune-lr')
-        lr = base_lr * FINETUNE_LR_SCALE
+        lr, source = base_lr * FINETUNE_LR_SCALE, "a tenth of the config's"
+    else:
+        source = 'as given'
     if not lr > 0:
         raise ValueError(f'--finetune-lr {lr:g} must be positive')
     warmup = max(1, round(iters * FINETUNE_WARMUP)) if iters > 1 else 0
@@ -481,9 +483,9 @@ def finetune_config(out: str, iters: int, lr: Optional[float] = None) -> str:
     schedulers = '\n'.join(schedulers)
     text = f"""\
 # The row tools/compress.py chose (./config.py), fine-tuned from its
-# checkpoint (./model.pth): {iters} iterations at lr {lr:g} (a tenth of the
-# config's unless --finetune-lr), linear warm-up over the first quarter,
-# poly decay to 0 (docs/guides/byom.md). Run: python tools/train.py THIS
+# checkpoint (./model.pth): {iters} iterations at lr {lr:g} ({source}),
+# linear warm-up over the first quarter, poly decay to 0
+# (docs/guides/byom.md). Run: python tools/train.py THIS
 _base_ = ['./config.py']
 load_from = '{{{{ fileDirname }}}}/model.pth'
 resume = False

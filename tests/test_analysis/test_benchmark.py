@@ -104,6 +104,8 @@ def test_compiled_rows_compare_compiled_with_compiled():
     with pytest.raises(ValueError, match='warmup'):
         benchmark([Entry(CONFIG)], (64, 96), warmup=0,
                   compile=dict(backend=counter))
+    with pytest.raises(ValueError, match='at least one timed call'):
+        benchmark([Entry(CONFIG)], (64, 96), repeats=0)
 
 
 def test_whole_model_rows_report_flops_and_params_by_part():

@@ -345,6 +345,23 @@ def test_a_fine_tuned_row_starts_from_its_seeds_dense_checkpoint(
     assert trainings[3]['randomness.seed'] == 1
 
 
+def test_repeats_zero_writes_the_accuracy_table_untimed(
+        tmp_path, monkeypatch):
+    """--repeats 0: the rows run and are summarised; nothing is timed."""
+    calls = []
+    monkeypatch.setattr(experiment, '_run', _fake_tools(calls))
+    monkeypatch.setattr(experiment, 'benchmark', None)  # never called
+    rows = [_row('membrane', 'dense')]
+    text = experiment.run_experiment(rows, '/data/m', str(tmp_path),
+                                     (64, 64), repeats=0, seeds=(0, 1),
+                                     log=lambda _: None)
+    assert 'Speed: not timed (--repeats 0).' in text
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    assert saved['speed'] == [] and saved['summary'][0]['seeds'] == 2
+    assert (tmp_path / 'results.md').read_text() == text
+    assert not (tmp_path / 'results.png').exists()
+
+
 def test_rows_repeat_per_seed_and_are_summarised_with_their_spread():
     rows = [_row('membrane', n) for n in ('dense', 'tome',
                                           'tome-training-free')]
