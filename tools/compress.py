@@ -29,7 +29,7 @@ evaluates as they are, the choice recorded in the checkpoint's meta.
 look.
 
 ``--finetune ITERS`` then trains the chosen row from the checkpoint:
-it writes OUT/finetune.py (the chosen config, ITERS iterations at a tenth
+it writes OUT/finetune.py (the chosen config, ITERS iterations at 0.3
 of the config's learning rate or ``--finetune-lr``, warm-up then poly
 decay), runs ``tools/train.py`` on it (in WORK_DIR/finetune), evaluates
 the result as the other rows and writes it as OUT/finetuned.pth, its
@@ -77,7 +77,7 @@ def parse_args():
                         help='then fine-tune the chosen row for ITERS '
                         'iterations (written to OUT/finetuned.pth)')
     parser.add_argument('--finetune-lr', type=float,
-                        help="fine-tuning learning rate (default: a tenth "
+                        help="fine-tuning learning rate (default: 0.3 "
                         "of the config's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
