@@ -530,7 +530,12 @@ def record_finetuned(result: Dict, work_dir: str, out: str,
     line = (f'\n{result["chosen"]} fine-tuned ({iters} iterations, lr '
             f'{entry["lr"]:g}): {metric} {metrics[metric]:.2f}, '
             f'{share:.1f}% of dense (training-free '
-            f'{chosen["metrics"][metric]:.2f}).')
+            f'{chosen["metrics"][metric]:.2f})')
+    # fine-tuning from a row that already keeps nearly all of dense can
+    # lose a little (docs/guides/byom.md): say which file to keep
+    line += ('.' if metrics[metric] >= chosen['metrics'][metric] else
+             ': below the training-free row, whose '
+             f'{osp.join(out, "model.pth")} stays the better model.')
     log(line)
     table = osp.join(work_dir, 'compress.md')
     with open(table) as f:

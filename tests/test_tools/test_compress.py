@@ -3,6 +3,7 @@ evaluated training-free on the config's validation set (the demo data),
 and the chosen model written so that tools/test.py scores it again."""
 import json
 import os.path as osp
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -256,3 +257,33 @@ def test_finetune_bad_input(dense, tmp_path):
                         check=False)
         assert proc.returncode == 2 and message in proc.stderr
         assert not (tmp_path / 'dense').exists()
+
+
+@pytest.mark.parametrize('tuned, better', [(49.5, True), (48.0, False)])
+def test_a_fine_tuned_row_below_its_training_free_one_is_named(
+        tmp_path, monkeypatch, tuned, better):
+    """Fine-tuning a row that already keeps nearly all of dense can lose a
+    little: the table says so and which file stays the better model."""
+    from cait_mm.analysis import compress as module
+    (tmp_path / 'finetune.py').write_text(
+        'optim_wrapper = dict(optimizer=dict(lr=3e-4))\n')
+    (tmp_path / 'compress.md').write_text('| table |\n')
+    monkeypatch.setattr(module, 'evaluate',
+                        lambda *args, **kwargs: {'mIoU': tuned})
+    written = []
+    monkeypatch.setattr(module, 'write_state',
+                        lambda *args: written.append(args))
+    result = dict(metric='mIoU', chosen='ToMe', config='c', checkpoint='k',
+                  flops=[0.5], max_samples=None, min_accuracy=None,
+                  rows=[asdict(_row('dense', 1., 50.)),
+                        asdict(_row('ToMe', 0.5, 49.))])
+    lines = []
+    entry = module.record_finetuned(result, str(tmp_path), str(tmp_path),
+                                    'ft.pth', 200, log=lines.append)
+    assert entry['share'] == pytest.approx(100 * tuned / 50, abs=0.01)
+    assert entry['lr'] == pytest.approx(3e-4)
+    table = (tmp_path / 'compress.md').read_text()
+    assert table.startswith('| table |\n') and lines[0] in table
+    assert ('stays the better model' in lines[0]) is not better
+    assert written[0][0] == 'ft.pth'
+    assert written[0][2] == str(tmp_path / 'finetuned.pth')
