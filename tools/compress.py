@@ -44,8 +44,8 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from cait_mm.analysis.compress import (REDUCERS, compress, finetune_config,
-                                       record_finetuned)
+from cait_mm.analysis.compress import (REDUCERS, check_finetune, compress,
+                                       finetune_config, record_finetuned)
 from cait_mm.engine import add_compile_arguments, compile_options
 
 
@@ -81,13 +81,13 @@ def parse_args():
                         "of the config's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
-    if args.finetune is not None and args.finetune < 1:
-        parser.error(f'--finetune {args.finetune}: fine-tuning needs at '
-                     'least one iteration')
-    if args.finetune_lr is not None and not args.finetune_lr > 0:
-        parser.error(f'--finetune-lr {args.finetune_lr:g} must be positive')
     if args.finetune_lr is not None and args.finetune is None:
         parser.error('--finetune-lr goes with --finetune ITERS')
+    if args.finetune is not None:
+        try:  # before anything is evaluated
+            check_finetune(args.finetune, args.finetune_lr)
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 
@@ -96,8 +96,11 @@ def finetune(args, result, work_dir, out):
     score and record it."""
     config = finetune_config(out, args.finetune, args.finetune_lr)
     train_dir = osp.join(work_dir, 'finetune')
+    # no validation in the training: the result is scored below, on the
+    # rows' images (--max-samples included)
     command = [sys.executable, osp.join(osp.dirname(__file__), 'train.py'),
-               config, '--work-dir', train_dir]
+               config, '--work-dir', train_dir, '--cfg-options',
+               f'train_cfg.val_begin={args.finetune + 1}']
     print('fine-tuning: ' + ' '.join(command[1:]), flush=True)
     if subprocess.run(command).returncode:
         sys.exit(f'fine-tuning failed (see {train_dir}); the training-free '
