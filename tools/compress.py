@@ -77,8 +77,8 @@ def parse_args():
                         help='then fine-tune the chosen row for ITERS '
                         'iterations (written to OUT/finetuned.pth)')
     parser.add_argument('--finetune-lr', type=float,
-                        help="fine-tuning learning rate (default: 0.3 "
-                        "of the config's)")
+                        help="fine-tuning learning rate (default: a "
+                        "tenth of the config's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     if args.finetune_lr is not None and args.finetune is None:
