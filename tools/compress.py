@@ -44,7 +44,8 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from cait_mm.analysis.compress import (REDUCERS, check_finetune, compress,
+from cait_mm.analysis.compress import (FINETUNE_LR_SCALE, REDUCERS,
+                                       check_finetune, compress,
                                        finetune_config, record_finetuned)
 from cait_mm.engine import add_compile_arguments, compile_options
 
@@ -77,8 +78,8 @@ def parse_args():
                         help='then fine-tune the chosen row for ITERS '
                         'iterations (written to OUT/finetuned.pth)')
     parser.add_argument('--finetune-lr', type=float,
-                        help="fine-tuning learning rate (default: a "
-                        "tenth of the config's)")
+                        help='fine-tuning learning rate (default: '
+                        f"{FINETUNE_LR_SCALE:g} of the config's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     if args.finetune_lr is not None and args.finetune is None:

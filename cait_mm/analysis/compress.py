@@ -467,8 +467,8 @@ def check_finetune(iters: int, lr: Optional[float] = None) -> None:
 def finetune_config(out: str, iters: int, lr: Optional[float] = None) -> str:
     """Write ``out/finetune.py``: the chosen row's config (``out/config.py``)
     trained for ``iters`` iterations from ``out/model.pth`` with the
-    fine-tuning recipe (``lr``: a tenth of the config's when ``None``), for
-    ``tools/train.py``. Returns its path."""
+    fine-tuning recipe (``lr``: ``FINETUNE_LR_SCALE`` of the config's when
+    ``None``), for ``tools/train.py``. Returns its path."""
     check_finetune(iters, lr)
     cfg = Config.fromfile(osp.join(out, 'config.py'))
     base_lr = ((cfg.get('optim_wrapper') or {}).get('optimizer')
@@ -478,7 +478,8 @@ def finetune_config(out: str, iters: int, lr: Optional[float] = None) -> str:
             raise ValueError(
                 f'{osp.join(out, "config.py")} has no optim_wrapper.'
                 'optimizer.lr to scale: give --finetune-lr')
-        lr, source = base_lr * FINETUNE_LR_SCALE, "a tenth of the config's"
+        lr = base_lr * FINETUNE_LR_SCALE
+        source = f"{FINETUNE_LR_SCALE:g} of the config's"
     else:
         source = 'as given'
     warmup = max(1, round(iters * FINETUNE_WARMUP)) if iters > 1 else 0
