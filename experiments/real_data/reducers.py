@@ -77,10 +77,13 @@ rows = [
          "steady rate (ToMe's counts) at {preset:.0%} block FLOPs at test "
          'time', test_reducer=dict(type='ATMEAdaptive', flops='preset',
                                    knob='ratio')),
+    # the cait_t configs' reducer sets ATME's schedule, which a steady rate
+    # replaces (ATMEAdaptive takes one or the other)
     dict(name='cait-atme-adaptive-ratio', model='cait_t',
          description='ATMEAdaptive at a steady rate at {preset:.0%} block '
          'FLOPs, trained', reducer=dict(type='ATMEAdaptive', flops='preset',
-                                        knob='ratio')),
+                                        knob='ratio'),
+         options={'model.backbone.token_reducer.schedule': None}),
     dict(name='atme-ft', model='cait_t', init_from='dense',
          description='dense checkpoint fine-tuned with ATME (deit-t): 200 '
          'iterations at lr 1e-4', options=finetune),

@@ -153,6 +153,26 @@ def test_training_free_reducers_build_on_the_dense_model():
         assert type(model.backbone.token_reducer).__name__ == kind
 
 
+def test_every_row_builds_its_model_for_training_and_testing():
+    """Each row's config with its overrides, as the tools read them, gives
+    a model: a reducer setting that conflicts with the config's own (a
+    steady rate on a CAIT config that sets ATME's schedule) fails here,
+    not minutes into a run."""
+    from cait_mm.analysis.model_from_config import build_model
+    built = set()
+    for row in cpu_rows('membrane'):
+        trains = [] if row.reuse else [row.options]
+        for options in (*trains, row.all_test_options):
+            args = experiment.cfg_options(None, options)
+            if (row.config, *args) in built:
+                continue
+            built.add((row.config, *args))
+            try:
+                build_model(osp.join(REPO, row.config), _parse(args))
+            except Exception as error:
+                raise AssertionError(f'row {row.name}: {error}') from error
+
+
 def test_trained_30_percent_row_replaces_the_cait_schedule():
     row = _row('dubai', 'cait-atme-30')
     cfg = Config.fromfile(osp.join(REPO, row.config))
