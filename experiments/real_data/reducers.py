@@ -77,6 +77,9 @@ rows = [
          "steady rate (ToMe's counts) at {preset:.0%} block FLOPs at test "
          'time', test_reducer=dict(type='ATMEAdaptive', flops='preset',
                                    knob='ratio')),
+    dict(name='cait-atme-adaptive', model='cait_t',
+         description="ATMEAdaptive at ATME's counts (deit-t preset), trained",
+         reducer=dict(type='ATMEAdaptive', schedule='deit-t')),
     # the cait_t configs' reducer sets ATME's schedule, which a steady rate
     # replaces (ATMEAdaptive takes one or the other)
     dict(name='cait-atme-adaptive-ratio', model='cait_t',
