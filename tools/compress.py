@@ -29,9 +29,9 @@ evaluates as they are, the choice recorded in the checkpoint's meta.
 look.
 
 ``--finetune ITERS`` then trains the chosen row from the checkpoint:
-it writes OUT/finetune.py (the chosen config, ITERS iterations at 0.3
-of the config's learning rate or ``--finetune-lr``, warm-up then poly
-decay), runs ``tools/train.py`` on it (in WORK_DIR/finetune), evaluates
+it writes OUT/finetune.py (the chosen config, ITERS iterations at a
+tenth of the config's learning rate or ``--finetune-lr``, warm-up then
+poly decay), runs ``tools/train.py`` on it (in WORK_DIR/finetune), evaluates
 the result as the other rows and writes it as OUT/finetuned.pth, its
 metric added to the table. ``python tools/train.py OUT/finetune.py`` runs
 the same fine-tuning by hand.
