@@ -34,7 +34,7 @@ from mmengine.config import Config
 from cait_mm.analysis.compress import finetune_config
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from runner import _last_metrics  # noqa: E402
+from runner import LOADERS, _last_metrics  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
@@ -66,10 +66,10 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     cfg = Config.fromfile(args.config)
-    options = {'randomness.seed': args.seed}
-    for split in ('train', 'val', 'test'):
-        options[f'{split}_dataloader.dataset.data_root'] = args.data_root
-    cfg.merge_from_dict(options)
+    cfg.merge_from_dict({
+        'randomness.seed': args.seed,
+        **{f'{loader}.dataset.data_root': args.data_root
+           for loader in LOADERS}})
     cfg.dump(osp.join(args.out, 'config.py'))
     shutil.copyfile(args.checkpoint, osp.join(args.out, 'model.pth'))
     config = finetune_config(args.out, args.iters, args.lr)
