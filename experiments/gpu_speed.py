@@ -1,10 +1,10 @@
 # The GPU speed check (docs/results/benchmarks.md): what users run first,
 # fp16 autocast, every row a ratio to the first row of its table.
 #   - the whole UperNet DeiT-S 512 batch 8: dense, ATME (preset and
-#     few-merge, each also with the Triton merge in eager mode), ToMe and
-#     EViT at ATME's block FLOPs, slim-half (ATME + half of the backbone and
-#     head channels, with either schedule) and CDCP alone, eager and
-#     compiled;
+#     few-merge, each also with the Triton merge in eager mode, and
+#     whole-line merges at 2 points), ToMe and EViT at ATME's block FLOPs,
+#     slim-half (ATME + half of the backbone and head channels, with either
+#     schedule) and CDCP alone, eager and compiled;
 #   - tools/test.py --compile --amp on the real evaluation path (mmseg's
 #     whole-image inference of 512x512 images read from files, pre- and
 #     post-processing and the IoU metric included);
@@ -35,8 +35,13 @@ entries = {
     'atme': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s',
     'atme-few': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s-few',
     # at 224 the few-merge preset's ratios round to more FLOPs (0.53); this
-    # schedule has the preset's (match_flops --max-points 2: 0.475 vs 0.482)
+    # schedule has the preset's (match_flops --max-points 2: 0.475 vs
+    # 0.482), whole-line merges
     'atme-few-224': f'{_d}{_r}.type=ATME{_r}.schedule=[[3,h,1.0],[4,v,1.0]]',
+    # whole-line merges (a ratio of 1: a 2x mean along each axis, 2-5
+    # kernels a point, no choice to compute) at blocks 4 and 5: 0.52 of the
+    # block FLOPs at 512, the nearest such pair of points to the preset's
+    'atme-pool': f'{_d}{_r}.type=ATME{_r}.schedule=[[4,h,1.0],[5,v,1.0]]',
     'atme-triton': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s{_r}.kernel=triton',
     'atme-few-triton':
     f'{_d}{_r}.type=ATME{_r}.schedule=deit-s-few{_r}.kernel=triton',
@@ -61,19 +66,19 @@ _b512 = ['--shape', '512', '512', '--batch-size', '8', '--warmup', '3',
          '--repeats', '10']
 _s224 = ['--part', 'backbone', '--shape', '224', '224', '--warmup', '5',
          '--repeats', '20']
-_upernet_rows = ['deit-s', 'atme', 'atme-few', 'slim-half', 'slim-half-few',
-                 'cdcp-half']
+_upernet_rows = ['deit-s', 'atme', 'atme-few', 'atme-pool', 'slim-half',
+                 'slim-half-few', 'cdcp-half']
 
 # name: entries (the first is the reference) and the benchmark's options;
 # a name starting with c_ is measured compiled
 tables = {
     'e_upernet_s_512_b8': dict(
-        entries=['deit-s', 'atme', 'atme-few', 'atme-triton',
+        entries=['deit-s', 'atme', 'atme-few', 'atme-pool', 'atme-triton',
                  'atme-few-triton', 'slim-half', 'slim-half-few',
                  'cdcp-half'], options=_upernet + _peers_512),
     'c_upernet_s_512_b8': dict(entries=_upernet_rows,
                                options=_upernet + _peers_512),
-    'c_upernet_s_512_b8_quick': dict(entries=_upernet_rows[:5],
+    'c_upernet_s_512_b8_quick': dict(entries=_upernet_rows[:6],
                                      options=_upernet),
     **{f'{mode}_deit_b_512_b8_{part}': dict(
         entries=['deit-b', 'atme-b', 'atme-few-b'],

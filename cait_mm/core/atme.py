@@ -14,6 +14,9 @@ image's content, ``r`` follows the content's own length, and the extra tokens
 a row must lose to keep the batch a regular grid are taken from its padding.
 So an image's merges do not depend on what it is batched with.
 
+A ratio of 1 merges every pair of every line, a size-weighted 2x mean
+along one axis whose tables depend on shapes only (:func:`merge_whole_lines`).
+
 The merges here are index arithmetic over the whole batch, written for
 speed; :mod:`.atme_reference` states the same merge line by line, and the
 tests hold this module and :mod:`.atme_triton` to it.
@@ -292,6 +295,108 @@ def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
             1, state.source))
 
 
+class PoolTables(NamedTuple):
+    """Index tables of a whole-line merge (every pair of every line
+    merges): with no choice left, all of it depends on shapes only
+    (:func:`pool_tables`).
+
+    Attributes:
+        rows (Tensor): ``(B, P + H'*W')`` long, the row in the batch
+            flattened to ``(B * T, C)`` of each new token: the prefix, then
+            each pair's even token (a line's last token if it has no pair).
+        moved (Tensor): ``(1, H*W)`` long, the new index of each old token.
+        size (Tensor): ``(1, H'*W')``, the new sizes while all old ones are
+            1: 2, or 1 for the last token of an odd line.
+        half (Tensor): ``(1, )``, 0.5: the pairs' weight while all sizes
+            are 1.
+    """
+    rows: Tensor
+    moved: Tensor
+    size: Tensor
+    half: Tensor
+
+
+def pool_tables(batch: int, grid: Tuple[int, int], num_prefix: int,
+                vertical: bool, dtype: torch.dtype,
+                device: torch.device) -> PoolTables:
+    """The :class:`PoolTables` of a whole-line merge of ``grid`` along
+    columns (``vertical``) or rows, in the pair order of
+    :func:`merge_grid`: pair ``(2j, 2j+1)`` becomes token ``j``."""
+    H, W = grid
+    T = num_prefix + H * W
+    h = torch.arange(H, device=device)[:, None]
+    w = torch.arange(W, device=device)[None]
+    if vertical:
+        H2, W2 = (H + 1) // 2, W
+        moved = (h // 2) * W + w
+        first = (2 * h[:H2]) * W + w
+    else:
+        H2, W2 = H, (W + 1) // 2
+        moved = h * W2 + w // 2
+        first = h * W + 2 * w[:, :W2]
+    rows = row_start(batch, T, num_prefix, device) + first.view(1, -1)
+    if num_prefix:
+        rows = torch.cat([prefix_rows(batch, T, num_prefix, device), rows],
+                         1)
+    moved = moved.view(1, -1)
+    size = torch.zeros(1, H2 * W2, dtype=dtype, device=device).scatter_add_(
+        1, moved, torch.ones(1, H * W, dtype=dtype, device=device))
+    return PoolTables(rows, moved, size,
+                      torch.full((1, ), .5, dtype=dtype, device=device))
+
+
+def merge_whole_lines(x: Tensor, state: TokenState, num_prefix: int,
+                      vertical: bool,
+                      tables: PoolTables) -> Tuple[Tensor, TokenState]:
+    """:func:`merge_grid` when every pair of every line merges (a ratio of
+    1): a size-weighted mean of the pairs ``(2j, 2j+1)``, the same result
+    in a handful of operators, since no pair is chosen and every table
+    depends on shapes only (no similarity, sort or scatter).
+
+    Args:
+        x (Tensor): ``(B, P + H*W, C)``; overwritten.
+        state (TokenState): State of the ``(H, W)`` grid, unpadded.
+        num_prefix (int): ``P``.
+        vertical (bool): Merge along columns (pairs of rows).
+        tables (PoolTables): :func:`pool_tables` of these shapes.
+
+    Returns:
+        tuple: ``(B, P + H'*W', C)``, ``H' = ceil(H / 2)`` if ``vertical``
+        (``W'`` otherwise), and the new state.
+    """
+    B, T, C = x.shape
+    H, W = state.shape
+    dim = 1 if vertical else 2
+    num_pairs = (H if vertical else W) // 2
+    shape = ((H + 1) // 2, W) if vertical else (H, (W + 1) // 2)
+    grid = x[:, num_prefix:].unflatten(1, (H, W))
+    x_even = _pairs_along(grid, dim, num_pairs, False)
+    x_odd = _pairs_along(grid, dim, num_pairs, True)
+    if state.size is None:
+        # a tensor weight, as in the general path: the same rounding
+        x_even.lerp_(x_odd, tables.half)
+        new_size = tables.size.expand(B, -1)
+    else:
+        size = state.size.view(B, H, W)
+        size_even = _pairs_along(size, dim, num_pairs, False)
+        size_odd = _pairs_along(size, dim, num_pairs, True)
+        pair_size = size_even + size_odd
+        x_even.lerp_(x_odd, (size_odd / pair_size).unsqueeze(-1))
+        if (H if vertical else W) % 2:  # an odd line's last token stays
+            new_size = state.size.new_zeros(B, shape[0] * shape[1])
+            new_size.scatter_add_(1, tables.moved.expand(B, -1), state.size)
+        else:
+            new_size = pair_size.view(B, -1)
+    out = x.reshape(B * T, C).index_select(0, tables.rows.view(-1))
+    moved = tables.moved.expand(B, -1)
+    return out.view(B, -1, C), TokenState(
+        grid_size=state.grid_size,
+        shape=shape,
+        size=new_size,
+        source=moved if state.source is None else moved.gather(
+            1, state.source))
+
+
 class ScheduledReducer(TokenReducer):
     """A reducer whose token counts follow an ATME schedule,
     ``self.schedule`` (block -> ``(direction, ratio)``, set by the
@@ -347,7 +452,9 @@ class ATME(ScheduledReducer):
             operators, or ``'triton'``: the same merge in two Triton kernels
             (:mod:`~.atme_triton`, for eager mode on a GPU, where the
             reference's ~40 operators per merge leave the GPU waiting on the
-            host). Padded batches always take the reference.
+            host). Padded batches always take the reference; a ratio of 1
+            (every pair merges: nothing to choose) always takes
+            :func:`merge_whole_lines`, 2 to 5 kernels on either kernel.
     """
 
     runtime_options = ('kernel', )
@@ -405,6 +512,12 @@ class ATME(ScheduledReducer):
         H, W = state.shape
         vertical = direction == 'v'
         total = num_merges(ratio, H if vertical else W)
+        if total and total == (H if vertical else W) // 2:
+            key = (x.shape[0], (H, W), num_prefix, vertical, x.dtype,
+                   x.device)
+            tables = shape_cached(('atme_pool', ) + key,
+                                  lambda: pool_tables(*key))
+            return merge_whole_lines(x, state, num_prefix, vertical, tables)
         if self.kernel == 'triton':
             return atme_triton.merge_grid_triton(
                 x, attn.k, state, num_prefix, vertical, total,

@@ -18,6 +18,9 @@ metric = 'mIoU'
 # a quarter of each side
 atme_30 = [(2, 'h', 1.0), (3, 'v', 1.0), (4, 'h', 1.0), (5, 'v', 1.0)]
 
+few_late = [(4, 'h', 1.0), (5, 'v', 1.0)]
+few_mid = [(3, 'h', 0.875), (5, 'v', 0.875)]
+
 # fine-tuning a trained dense model (tools/compress.py's next step): a
 # third of the recipe's iterations at a tenth of its from-scratch rate,
 # which would undo what the dense row learned
@@ -38,6 +41,25 @@ rows = [
     dict(name='atme-few-training-free', model='deit_t', reuse='dense',
          description='dense checkpoint, ATME deit-t-few (2 merges) at test '
          'time only', test_reducer=dict(type='ATME', schedule='deit-t-few')),
+    # two other 2-point schedules at the preset's block FLOPs or below
+    # (issue #27): whole-line merges at blocks 4 and 5, which
+    # `for_flops(max_points=2)` picks at 512x512 (0.508; a ratio of 1 merges
+    # every pair: a 2x2 mean of the grid), and 7/8 of the pairs at blocks
+    # 3 and 5 (0.495)
+    dict(name='cait-atme-few-late', model='cait_t',
+         description='ATME, whole-line merges at blocks 4 (h) and 5 (v), '
+         'trained', reducer=dict(type='ATME', schedule=few_late)),
+    dict(name='atme-few-late-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ATME whole-line merges at blocks 4 '
+         '(h) and 5 (v) at test time only',
+         test_reducer=dict(type='ATME', schedule=few_late)),
+    dict(name='cait-atme-few-mid', model='cait_t',
+         description='ATME, 7/8 of the pairs at blocks 3 (h) and 5 (v), '
+         'trained', reducer=dict(type='ATME', schedule=few_mid)),
+    dict(name='atme-few-mid-training-free', model='deit_t', reuse='dense',
+         description='dense checkpoint, ATME 7/8 of the pairs at blocks 3 '
+         '(h) and 5 (v) at test time only',
+         test_reducer=dict(type='ATME', schedule=few_mid)),
     dict(name='tps', model='tps_t',
          description='TPS (attn scores, 0.7 at 3/6/9) trained'),
     dict(name='tps-training-free', model='deit_t', reuse='dense',

@@ -226,3 +226,52 @@ def test_for_flops_with_one_point_and_what_it_cannot_reach():
         schedule_for_flops(0.35, (32, 32), 384, max_points=1)
     with pytest.raises(ValueError, match='max_points'):
         schedule_for_flops(0.5, (32, 32), 384, max_points=0)
+
+
+@pytest.mark.parametrize('grid', [(8, 6), (7, 5), (14, 14)])
+@pytest.mark.parametrize('prefix', [0, 1])
+def test_whole_line_merges_equal_the_general_merge(grid, prefix):
+    """A ratio of 1 (every pair of every line merges) takes the shape-only
+    path; it gives the general path's tokens, sizes and sources bit for
+    bit, odd lines and merged sizes included."""
+    from cait_mm.core.atme import (merge_grid, merge_tables, merge_whole_lines,
+                                   pool_tables)
+    torch.manual_seed(7)
+    B, C = 2, 5
+    state = TokenState.from_grid(grid)
+    x = torch.randn(B, prefix + grid[0] * grid[1], C)
+    keys = torch.randn(B, 2, x.shape[1], 3)
+    # a first, partial merge gives the second one sizes and sources
+    for vertical, whole in ((True, False), (False, True), (True, True)):
+        H, W = state.shape
+        total = (H if vertical else W) // 2 - (0 if whole else 1)
+        general = merge_grid(
+            x.clone(), keys, state, prefix, vertical, total, False,
+            merge_tables(B, (H, W), prefix, vertical, total, 'cpu'))
+        if whole:
+            pooled = merge_whole_lines(
+                x.clone(), state, prefix, vertical,
+                pool_tables(B, (H, W), prefix, vertical, x.dtype, 'cpu'))
+            assert torch.equal(pooled[0], general[0])
+            assert pooled[1].shape == general[1].shape
+            assert torch.equal(pooled[1].size, general[1].size)
+            assert torch.equal(pooled[1].source, general[1].source)
+        x, state = general
+        keys = torch.randn(B, 2, x.shape[1], 3)
+
+
+def test_atme_takes_the_whole_line_path_at_a_ratio_of_one(monkeypatch):
+    from cait_mm.core import atme as atme_module
+    calls = []
+    real = atme_module.merge_whole_lines
+    monkeypatch.setattr(
+        atme_module, 'merge_whole_lines',
+        lambda *args: calls.append(args[2:4]) or real(*args))
+    atme = ATME(3, schedule=[(0, 'h', 1.0), (1, 'v', 0.5), (2, 'v', 1.0)])
+    x, state = _reduce(atme, torch.randn(2, 8 * 8, 4),
+                       torch.randn(2, 8 * 8, 3), TokenState.from_grid((8, 8)))
+    assert calls == [(0, False), (0, True)]  # (prefix, vertical)
+    assert state.shape == (3, 4) and x.shape == (2, 12, 4)
+    # every patch is in one token: the sizes of each image sum to 64
+    assert state.size.sum(1).tolist() == [64., 64.]
+    assert state.size.min() >= 4  # no token skipped the whole-line merges

@@ -75,6 +75,20 @@ def test_an_atme_merge_is_a_handful_of_ops(granularity):
         assert ops.kernels_by_name['aten::index_select'] == 1
 
 
+def test_a_whole_line_merge_is_a_mean_and_a_selection():
+    """A ratio of 1 leaves no pair to choose: no similarity, sort or
+    scatter, so a reduction point costs 2 kernels while sizes are 1 and 5
+    after (the weights, the new sizes and sources)."""
+    schedule = [(4, 'h', 1.0), (5, 'v', 1.0)]
+    counts, _, _ = _steps(_model(dict(type='ATME', schedule=schedule)),
+                          torch.randn(2, 3, 224, 224))
+    assert counts[0].kernels_by_name == {'aten::lerp_': 1,
+                                         'aten::index_select': 1}
+    assert counts[1].kernels_by_name == {
+        'aten::add': 1, 'aten::div': 1, 'aten::lerp_': 1,
+        'aten::index_select': 1, 'aten::gather': 1}
+
+
 def test_a_tps_step_selects_once_and_adds_in_place():
     model = _model(dict(type='TPS', blocks=(3, 6, 9), keep_ratio=0.7))
     counts, _, _ = _steps(model, torch.randn(2, 3, 224, 224))
