@@ -287,10 +287,18 @@ def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
     if num_prefix:
         rows = torch.cat([tables.prefix_rows, rows], 1)
     out = x.reshape(B * T, C).index_select(0, rows.view(-1))
-    return out.view(B, rows.shape[1], C), TokenState(
+    return out.view(B, rows.shape[1], C), _merged_state(
+        state, shape, new_size, moved)
+
+
+def _merged_state(state: TokenState, shape: Tuple[int, int], size: Tensor,
+                  moved: Tensor) -> TokenState:
+    """The state of an unpadded grid after a merge that took old token
+    ``i`` to ``moved[:, i]`` (``(B, H*W)``), now of ``shape``."""
+    return TokenState(
         grid_size=state.grid_size,
         shape=shape,
-        size=new_size,
+        size=size,
         source=moved if state.source is None else moved.gather(
             1, state.source))
 
@@ -388,13 +396,8 @@ def merge_whole_lines(x: Tensor, state: TokenState, num_prefix: int,
         else:
             new_size = pair_size.view(B, -1)
     out = x.reshape(B * T, C).index_select(0, tables.rows.view(-1))
-    moved = tables.moved.expand(B, -1)
-    return out.view(B, -1, C), TokenState(
-        grid_size=state.grid_size,
-        shape=shape,
-        size=new_size,
-        source=moved if state.source is None else moved.gather(
-            1, state.source))
+    return out.view(B, -1, C), _merged_state(
+        state, shape, new_size, tables.moved.expand(B, -1))
 
 
 class ScheduledReducer(TokenReducer):

@@ -43,9 +43,9 @@ rows = [
          'time only', test_reducer=dict(type='ATME', schedule='deit-t-few')),
     # two other 2-point schedules at the preset's block FLOPs or below
     # (issue #27): whole-line merges at blocks 4 and 5, which
-    # `for_flops(max_points=2)` picks at 512x512 (0.508; a ratio of 1 merges
-    # every pair: a 2x2 mean of the grid), and 7/8 of the pairs at blocks
-    # 3 and 5 (0.495)
+    # `for_flops(0.52, max_points=2)` picks at 512x512 (0.508; a ratio of 1
+    # merges every pair: a 2x2 mean of the grid), and 7/8 of the pairs at
+    # blocks 3 and 5 (0.495), screened training-free
     dict(name='cait-atme-few-late', model='cait_t',
          description='ATME, whole-line merges at blocks 4 (h) and 5 (v), '
          'trained', reducer=dict(type='ATME', schedule=few_late)),
@@ -53,9 +53,6 @@ rows = [
          description='dense checkpoint, ATME whole-line merges at blocks 4 '
          '(h) and 5 (v) at test time only',
          test_reducer=dict(type='ATME', schedule=few_late)),
-    dict(name='cait-atme-few-mid', model='cait_t',
-         description='ATME, 7/8 of the pairs at blocks 3 (h) and 5 (v), '
-         'trained', reducer=dict(type='ATME', schedule=few_mid)),
     dict(name='atme-few-mid-training-free', model='deit_t', reuse='dense',
          description='dense checkpoint, ATME 7/8 of the pairs at blocks 3 '
          '(h) and 5 (v) at test time only',
