@@ -15,6 +15,9 @@ VARIANTS = {
     # the bias folded into the heads, as on CUDA (for FlashAttention)
     'atme-fold': dict(token_reducer=dict(type='ATME', schedule=MERGE),
                       attn_bias_mode='fold'),
+    # a ratio of 1: the whole-line path (shape-only tables, no sort)
+    'atme-whole-line': dict(token_reducer=dict(
+        type='ATME', schedule=[(0, 'h', 1.), (1, 'v', 1.)])),
     'atme-adaptive': dict(token_reducer=dict(type='ATMEAdaptive',
                                              schedule=MERGE)),
     'tps': dict(token_reducer=dict(type='TPS', blocks=(0, 1),

@@ -20,9 +20,10 @@ from ..backbone_variants import MERGE, backbone
 from ..conftest import REPO
 
 # the list (ToMe and EViT trace alike: the ONNX tests export them),
-# and ATME with the bias folded into the heads, CUDA's path
+# ATME with the bias folded into the heads, CUDA's path, and its whole-line
+# merges
 COMPILED = ('atme-adaptive', 'atme-fold', 'atme-line', 'atme-token',
-            'cdcp-exported', 'dense', 'tps')
+            'atme-whole-line', 'cdcp-exported', 'dense', 'tps')
 
 
 @pytest.mark.parametrize('name', COMPILED)
