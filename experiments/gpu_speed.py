@@ -34,9 +34,9 @@ entries = {
     'deit-s': _d,
     'atme': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s',
     'atme-few': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s-few',
-    # at 224 the few-merge preset's ratios round to more FLOPs (0.53); this
-    # schedule has the preset's (match_flops --max-points 2: 0.475 vs
-    # 0.482), whole-line merges
+    # at 224 the few-merge preset's ratios round to more FLOPs (0.53); these
+    # whole-line merges have the preset's (match_flops --max-points 2: 0.475
+    # vs 0.482)
     'atme-few-224': f'{_d}{_r}.type=ATME{_r}.schedule=[[3,h,1.0],[4,v,1.0]]',
     # whole-line merges (a ratio of 1: a 2x mean along each axis, 2-5
     # kernels a point, no choice to compute) at blocks 4 and 5: 0.52 of the

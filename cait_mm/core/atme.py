@@ -210,6 +210,13 @@ def _pairs_along(t: Tensor, dim: int, num_pairs: int, odd: bool) -> Tensor:
     return t[(slice(None), ) * dim + (slice(int(odd), 2 * num_pairs, 2), )]
 
 
+def _halves(t: Tensor, dim: int, num_pairs: int) -> Tuple[Tensor, Tensor]:
+    """Views of the even and odd members of the first ``num_pairs`` pairs
+    along ``dim``."""
+    return (_pairs_along(t, dim, num_pairs, False),
+            _pairs_along(t, dim, num_pairs, True))
+
+
 def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
                vertical: bool, total: int, line_mode: bool,
                tables: MergeTables) -> Tuple[Tensor, TokenState]:
@@ -240,15 +247,11 @@ def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
     num_pairs = (H if vertical else W) // 2
     shape = (H - total, W) if vertical else (H, W - total)
 
-    def halves(t, at=dim):
-        return (_pairs_along(t, at, num_pairs, False),
-                _pairs_along(t, at, num_pairs, True))
-
     # cosine similarity of each pair's keys; summed, not averaged, over
     # heads: only its order matters
     k = _fp32_keys(keys[:, :, num_prefix:].unflatten(2, (H, W)))
-    k_even, k_odd = halves(k / k.norm(dim=-1, keepdim=True).clamp_min(1e-6),
-                           dim + 1)
+    k_even, k_odd = _halves(
+        k / k.norm(dim=-1, keepdim=True).clamp_min(1e-6), dim + 1, num_pairs)
     sim = (k_even * k_odd).sum((1, 4))  # (B, H/2, W) or (B, H, W/2)
     if line_mode:
         sim = sim.sum(3 - dim, keepdim=True)
@@ -273,12 +276,13 @@ def merge_grid(x: Tensor, keys: Tensor, state: TokenState, num_prefix: int,
                        if line_mode else drop.view(B, -1)))
     else:
         size = state.size.view(B, H, W)
-        size_even, size_odd = halves(size)
+        size_even, size_odd = _halves(size, dim, num_pairs)
         absorbed = size_odd * drop_odd
         weight = absorbed / (size_even + absorbed)
         new_size = x.new_zeros(B, shape[0] * shape[1]).scatter_add_(
             1, moved, state.size)
-    x_even, x_odd = halves(x[:, num_prefix:].unflatten(1, (H, W)))
+    x_even, x_odd = _halves(x[:, num_prefix:].unflatten(1, (H, W)), dim,
+                            num_pairs)
     x_even.lerp_(x_odd, weight.unsqueeze(-1))
 
     # each new token's row in x: the first of the tokens that land on it
@@ -375,22 +379,21 @@ def merge_whole_lines(x: Tensor, state: TokenState, num_prefix: int,
     B, T, C = x.shape
     H, W = state.shape
     dim = 1 if vertical else 2
-    num_pairs = (H if vertical else W) // 2
+    length = H if vertical else W
+    num_pairs = length // 2
     shape = ((H + 1) // 2, W) if vertical else (H, (W + 1) // 2)
-    grid = x[:, num_prefix:].unflatten(1, (H, W))
-    x_even = _pairs_along(grid, dim, num_pairs, False)
-    x_odd = _pairs_along(grid, dim, num_pairs, True)
+    x_even, x_odd = _halves(x[:, num_prefix:].unflatten(1, (H, W)), dim,
+                            num_pairs)
     if state.size is None:
         # a tensor weight, as in the general path: the same rounding
         x_even.lerp_(x_odd, tables.half)
         new_size = tables.size.expand(B, -1)
     else:
-        size = state.size.view(B, H, W)
-        size_even = _pairs_along(size, dim, num_pairs, False)
-        size_odd = _pairs_along(size, dim, num_pairs, True)
+        size_even, size_odd = _halves(state.size.view(B, H, W), dim,
+                                      num_pairs)
         pair_size = size_even + size_odd
         x_even.lerp_(x_odd, (size_odd / pair_size).unsqueeze(-1))
-        if (H if vertical else W) % 2:  # an odd line's last token stays
+        if length % 2:  # an odd line's last token stays
             new_size = state.size.new_zeros(B, shape[0] * shape[1])
             new_size.scatter_add_(1, tables.moved.expand(B, -1), state.size)
         else:
@@ -514,8 +517,9 @@ class ATME(ScheduledReducer):
                                       num_prefix)
         H, W = state.shape
         vertical = direction == 'v'
-        total = num_merges(ratio, H if vertical else W)
-        if total and total == (H if vertical else W) // 2:
+        length = H if vertical else W
+        total = num_merges(ratio, length)
+        if total and total == length // 2:
             key = (x.shape[0], (H, W), num_prefix, vertical, x.dtype,
                    x.device)
             tables = shape_cached(('atme_pool', ) + key,
