@@ -16,6 +16,10 @@
 #   python experiments/runner.py experiments/gpu_speed.py \
 #       --out-dir work_dirs/gpu_speed [--quick]
 #
+# On a machine with torch but no network (the lent GPU machines), with the
+# rest of the requirements carried as wheels: experiments/README.md, "On a
+# machine with torch but no network".
+#
 # The steps run in `plan` order (what users need most first); a table
 # already in the out dir is not measured again, so a run cut short goes on
 # where it stopped. `quick` is the shorter plan. `smoke` runs the plan tiny
