@@ -112,6 +112,37 @@ plan = ['e_upernet_s_512_b8', 'e_deit_b_512_b8_backbone', 'e_deit_s_224_b64',
 quick = ['e_upernet_s_512_b8', 'e_deit_b_512_b8_backbone', 'e_deit_s_224_b64',
          'c_upernet_s_512_b8_quick', 'test_py', 'c_deit_b_512_b8_backbone',
          'c_deit_s_224_b64']
+# issue #27's targets: a row's ratio to the first row of its table (the
+# first of `tables` that was measured), or 'ROW / OTHER' the ratio of two
+# rows; summary.md says of each whether it was met
+_c_upernet = ['c_upernet_s_512_b8', 'c_upernet_s_512_b8_quick']
+targets = [
+    dict(what='UperNet DeiT-S 512 b8, whole model, eager',
+         tables=['e_upernet_s_512_b8'], rows=['slim-half'], at_least=1.6),
+    dict(what='UperNet DeiT-S 512 b8, whole model, compiled',
+         tables=_c_upernet, rows=['slim-half'], at_least=1.6),
+    dict(what='UperNet DeiT-S 512 b8, whole model, eager, ATME alone',
+         tables=['e_upernet_s_512_b8'], rows=['atme', 'atme-few'],
+         at_least=1.0),
+    dict(what='UperNet DeiT-S 512 b8, whole model, compiled, ATME alone',
+         tables=_c_upernet, rows=['atme', 'atme-few'], at_least=1.2),
+    dict(what='DeiT-B 512 b8 backbone, eager',
+         tables=['e_deit_b_512_b8_backbone'], rows=['atme-b', 'atme-few-b'],
+         at_least=1.6),
+    dict(what='DeiT-B 512 b8 backbone, compiled',
+         tables=['c_deit_b_512_b8_backbone'], rows=['atme-b', 'atme-few-b'],
+         at_least=1.8),
+    dict(what='DeiT-S 224 b256 backbone, eager', tables=['e_deit_s_224_b256'],
+         rows=['atme', 'atme-few-224'], at_least=1.5),
+    dict(what='DeiT-S 224 b64 backbone, compiled', tables=['c_deit_s_224_b64'],
+         rows=['atme', 'atme-few-224'], at_least=1.4),
+    dict(what='DeiT-S 224 b64 backbone, eager, within 10% of its bound',
+         tables=['e_deit_s_224_b64'],
+         rows=['atme / atme bound', 'atme-few-224 / atme-few-224 bound'],
+         at_least=0.9),
+    dict(what='tools/test.py --compile --amp, 512x512 whole images',
+         tables=['test_compile'], rows=['slim-half'], at_least=1.5),
+]
 # --smoke: these options replace the tables' sizes and counts
 smoke = dict(device='cpu', images=4, warmup=1,
              options={'--shape': ['64', '64'], '--batch-size': ['1'],

@@ -26,11 +26,12 @@ An experiment with ``tables`` instead (experiments/gpu_speed.py) is a
 list of benchmark tables: ``entries`` (label -> benchmark entry spec),
 ``tables`` (name -> the labels and the benchmark's options; ``c_`` names
 are measured compiled), ``plan`` and ``quick`` (the order), ``test_py``
-(tools/test.py runs on generated images) and ``smoke`` (the tiny CPU
-settings of ``--smoke``)::
+(tools/test.py runs on generated images), ``smoke`` (the tiny CPU
+settings of ``--smoke``) and ``targets`` (ratios summary.md checks: each
+``what``, ``tables``, ``rows`` and ``at_least``)::
 
     python experiments/runner.py EXPERIMENT [--out-dir DIR] [--quick]
-        [--smoke] [--parallel 6] [--force]
+        [--smoke] [--parallel 6] [--force] [--report]
 
 Each row runs the user-facing tools (tools/train.py,
 tools/deployment/export_compressed.py, tools/test.py) in subprocesses,
@@ -560,7 +561,6 @@ def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
     runs and the CUDA tests; writes each table's Markdown and JSON (the
     benchmark's format), ``summary.md``, and returns the summary."""
     import concurrent.futures
-    import glob
 
     import torch
     steps = table_steps(experiment, smoke)
@@ -658,13 +658,68 @@ def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
         run(['-m', 'pytest', '-q', '-p', 'no:cacheprovider',
              *experiment.get('cuda_tests', [])],
             osp.join(out_dir, 'cuda_tests.txt'))
-    lines = []
+    return write_summary(experiment, out_dir)
+
+
+def _measured(out_dir: str) -> Dict[str, Dict]:
+    """table -> its setting and ``ratios`` (row -> ratio to the table's
+    first row), of the tables written in ``out_dir``."""
+    import glob
+    tables = {}
     for path in sorted(glob.glob(osp.join(out_dir, '[ec]_*.json'))) + \
             glob.glob(osp.join(out_dir, 'test_compile.json')):
         with open(path) as f:
             data = json.load(f)
-        lines.append(f'- {osp.basename(path)[:-5]}: ' + ', '.join(
-            f'{r["name"]} {r["speedup"]:.2f}x' for r in data['results']))
+        tables[osp.basename(path)[:-5]] = dict(
+            data['setting'],
+            ratios={r['name']: r['speedup'] for r in data['results']})
+    return tables
+
+
+def target_rows(targets: Sequence[Dict],
+                ratios: Dict[str, Dict[str, float]]) -> List[Dict]:
+    """One row per target and row: the table it was read from (the first
+    of the target's tables that was measured), the ratio (``'A / B'``: A's
+    over B's) and whether it is at least the target's; ``None`` where it
+    was not measured."""
+    rows = []
+    for target in targets:
+        table = next((t for t in target['tables'] if t in ratios), None)
+        for row in target['rows']:
+            names = [n.strip() for n in row.split(' / ')]
+            values = [ratios.get(table, {}).get(n) for n in names]
+            value = None if None in values else (
+                values[0] / values[1] if len(values) == 2 else values[0])
+            rows.append(dict(what=target['what'], table=table, row=row,
+                             value=value, at_least=target['at_least'],
+                             met=None if value is None else
+                             value >= target['at_least']))
+    return rows
+
+
+def write_summary(experiment: Dict, out_dir: str) -> str:
+    """``summary.md`` of the tables in ``out_dir``: every table's ratios,
+    then the experiment's ``targets``, each met or missed; returns it."""
+    measured = _measured(out_dir)
+    lines = [f'- {name} ({t["device_name"]}, {t["mode"]}): ' + ', '.join(
+        f'{row} {ratio:.2f}x' for row, ratio in t['ratios'].items())
+        for name, t in measured.items()]
+    devices = sorted({t['device'] for t in measured.values()})
+    if experiment.get('targets') and devices not in (
+            [], [experiment['device']]):
+        lines += ['', f'Targets not checked: measured on {devices}, they '
+                  f'are for {experiment["device"]}.']
+    elif experiment.get('targets'):
+        lines += ['', '| target | table | row | measured | at least | |',
+                  '| --- | --- | --- | ---: | ---: | --- |']
+        for t in target_rows(experiment['targets'], {
+                name: t['ratios'] for name, t in measured.items()}):
+            lines.append(
+                f'| {t["what"]} | {t["table"] or "-"} | {t["row"]} | ' + (
+                    'not measured | ' if t['value'] is None else
+                    f'{t["value"]:.2f}x | ') + f'{t["at_least"]}x | ' + (
+                    '' if t['met'] is None else
+                    'met' if t['met'] else '**missed**') + ' |')
     summary = '\n'.join(lines) + '\n'
     write_text(osp.join(out_dir, 'summary.md'), summary)
     return summary
@@ -686,6 +741,10 @@ def parse_args(argv=None):
                         help='tables: compiling processes at a time')
     parser.add_argument('--force', action='store_true',
                         help='tables: measure the tables already written')
+    parser.add_argument('--report', action='store_true',
+                        help='tables: measure nothing, write summary.md '
+                        '(ratios, targets met or missed) from the tables '
+                        'in --out-dir')
     parser.add_argument('--work-dir', help='default: work_dirs/real_DATASET')
     parser.add_argument('--rows', nargs='+', help='subset of the rows')
     parser.add_argument('--no-skip', action='store_true',
@@ -705,6 +764,9 @@ def main(argv=None):
     if 'tables' in experiment:
         out_dir = args.out_dir or osp.join('work_dirs', osp.splitext(
             osp.basename(args.experiment))[0])
+        if args.report:
+            print(write_summary(experiment, osp.abspath(out_dir)))
+            return
         print(run_tables(experiment, osp.abspath(out_dir), args.quick,
                          args.smoke, args.parallel, args.force))
         return

@@ -70,10 +70,71 @@ def test_a_tiny_plan_runs_end_to_end(tmp_path):
     # each compiled row was compiled ahead in a process of its own
     assert len(list((tmp_path / 'work' / 'warm').glob('c_tiny-*.json'))) \
         == 1
-    assert summary.splitlines()[0].startswith('- c_tiny: dense 1.00x')
+    assert summary.splitlines()[0].startswith('- c_tiny (')
+    assert 'compiled): dense 1.00x' in summary.splitlines()[0]
     assert (tmp_path / 'summary.md').read_text() == summary
     # a table already written is not measured again
     (tmp_path / 'e_tiny.md').unlink()
     runner.run_tables(experiment, str(tmp_path), smoke=True, parallel=1,
                       log=lambda _: None)
     assert not (tmp_path / 'e_tiny.md').exists()
+
+
+def test_the_targets_name_tables_and_rows_the_plan_measures():
+    # what the steps write: a table each, test_py writes test_compile
+    written = {'test_compile' if step == 'test_py' else step
+               for step in GPU['plan'] + GPU['quick']}
+    for target in GPU['targets']:
+        assert target['at_least'] > 0 and target['what']
+        for table in target['tables']:
+            assert table in written, table
+            entries = GPU['test_py']['entries'] if table == 'test_compile' \
+                else GPU['tables'][table]['entries']
+            for row in target['rows']:
+                for name in row.split(' / '):
+                    name = name.strip()
+                    base = name[:-len(' bound')] if name.endswith(
+                        ' bound') else name
+                    assert base in entries, (table, row)
+                    if name != base:  # a bound row needs --bound
+                        assert '--bound' in GPU['tables'][table]['options']
+
+
+def _table(path, device, rows):
+    path.write_text(json.dumps(dict(
+        setting=dict(device=device, device_name='GPU X', mode='eager'),
+        results=[dict(name=n, speedup=v) for n, v in rows])))
+
+
+def test_the_summary_says_which_targets_are_met(tmp_path):
+    experiment = dict(device='cuda', targets=[
+        dict(what='eager', tables=['e_a', 'e_b'], rows=['fast', 'slow'],
+             at_least=1.5),
+        dict(what='bound', tables=['e_a'], rows=['fast / fast bound'],
+             at_least=0.9),
+        dict(what='compiled', tables=['c_a'], rows=['fast'], at_least=1.2)])
+    _table(tmp_path / 'e_b.json', 'cuda',
+           [('dense', 1.0), ('fast', 1.6), ('slow', 1.2),
+            ('fast bound', 1.9)])
+    summary = runner.write_summary(experiment, str(tmp_path))
+    assert summary.startswith('- e_b (GPU X, eager): dense 1.00x, fast 1.60x')
+    rows = runner.target_rows(experiment['targets'], {
+        'e_b': {'dense': 1.0, 'fast': 1.6, 'slow': 1.2, 'fast bound': 1.9}})
+    assert [(r['table'], r['row'], r['met']) for r in rows] == [
+        ('e_b', 'fast', True), ('e_b', 'slow', False),
+        (None, 'fast / fast bound', None), (None, 'fast', None)]
+    assert '| eager | e_b | fast | 1.60x | 1.5x | met |' in summary
+    assert '| eager | e_b | slow | 1.20x | 1.5x | **missed** |' in summary
+    assert '| compiled | - | fast | not measured | 1.2x |  |' in summary
+    # the first table listed wins, and 'A / B' is A's ratio over B's
+    _table(tmp_path / 'e_a.json', 'cuda',
+           [('dense', 1.0), ('fast', 1.7), ('fast bound', 2.0)])
+    summary = runner.write_summary(experiment, str(tmp_path))
+    assert '| eager | e_a | fast | 1.70x | 1.5x | met |' in summary
+    assert '| bound | e_a | fast / fast bound | 0.85x | 0.9x | **missed** |' \
+        in summary
+    assert (tmp_path / 'summary.md').read_text() == summary
+    # tables measured elsewhere (a smoke run) are not held to the targets
+    _table(tmp_path / 'c_a.json', 'cpu', [('dense', 1.0), ('fast', 3.0)])
+    summary = runner.write_summary(experiment, str(tmp_path))
+    assert 'Targets not checked' in summary and '| compiled |' not in summary
