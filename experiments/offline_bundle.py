@@ -40,7 +40,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Set,
+                    Tuple)
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -81,35 +82,37 @@ IMPORTS = ('cait_mm', 'mmengine', 'mmcv', 'mmcv.ops', 'mmseg', 'mmseg.models',
            'mmdet', 'mmdet.models', 'mmpretrain', 'mmpretrain.models')
 
 
+def _content_lines(path: str) -> Iterator[str]:
+    """The lines of a list or requirements file, ``#`` comments and
+    ``-`` lines (pip options, pip list's rule) left out."""
+    with open(path) as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line and not line.startswith('-'):
+                yield line
+
+
 def read_names(path: str) -> Set[str]:
     """Canonical distribution names of a list: one a line, ``#`` comments,
     anything after ``==`` or a space ignored (``pip list --format=freeze``
     or ``pip list`` output works too)."""
-    names = set()
-    with open(path) as f:
-        for line in f:
-            line = line.split('#', 1)[0].strip()
-            if line and not line.startswith('-'):  # pip list's rule
-                names.add(canonicalize_name(re.split(r'[\s=<>!~;\[]',
-                                                     line)[0]))
+    names = {canonicalize_name(re.split(r'[\s=<>!~;\[]', line)[0])
+             for line in _content_lines(path)}
     names.discard(canonicalize_name('Package'))  # pip list's header
     return names
 
 
 def requirement_names(path: str) -> List[str]:
-    """The distributions a requirements file names (no options, no
-    comments)."""
-    names = []
-    with open(path) as f:
-        for line in f:
-            line = line.split('#', 1)[0].strip()
-            if line and not line.startswith('-'):
-                names.append(Requirement(line).name)
-    return names
+    """The distributions a requirements file names."""
+    return [Requirement(line).name for line in _content_lines(path)]
+
+
+def _major_minor(python_version: str) -> str:
+    return '.'.join(python_version.split('.')[:2])
 
 
 def _marker_env(python_version: str) -> Dict[str, str]:
-    major_minor = '.'.join(python_version.split('.')[:2])
+    major_minor = _major_minor(python_version)
     full = python_version if python_version.count('.') == 2 else \
         f'{major_minor}.0'
     return dict(python_version=major_minor, python_full_version=full,
@@ -117,7 +120,7 @@ def _marker_env(python_version: str) -> Dict[str, str]:
 
 
 def closure(roots: Iterable[str], have: Set[str], python_version: str,
-            dist: Callable[[str], Tuple[str, List[str]]] = None
+            dist: Optional[Callable[[str], Tuple[str, List[str]]]] = None
             ) -> Dict[str, str]:
     """The distributions the roots need that the target lacks.
 
@@ -179,6 +182,14 @@ def _pip(*args: str, cwd: Optional[str] = None,
         raise subprocess.CalledProcessError(done.returncode, done.args)
 
 
+def _new_wheel(out: str, before: Set[str], what: str) -> str:
+    """The one file that appeared in ``out`` since it held ``before``."""
+    new = sorted(set(os.listdir(out)) - before)
+    if len(new) != 1:
+        raise SystemExit(f'{what}: expected one wheel, got {new}')
+    return new[0]
+
+
 def fetch_wheel(name: str, version: str, python_version: str,
                 out: str) -> str:
     """The wheel of ``name==version`` for the target, from the index, or
@@ -186,7 +197,7 @@ def fetch_wheel(name: str, version: str, python_version: str,
     out = osp.abspath(out)
     before = set(os.listdir(out))
     pin = f'{name}=={version}'
-    tag = python_version.replace('.', '')[:3]
+    tag = _major_minor(python_version).replace('.', '')
     try:
         _pip('download', '--no-deps', '--only-binary=:all:',
              '--python-version', python_version, '--implementation', 'cp',
@@ -204,10 +215,7 @@ def fetch_wheel(name: str, version: str, python_version: str,
                     f'({[osp.basename(b) for b in built]}): build it on a '
                     f'machine with that Python') from None
             shutil.copy(built[0], out)
-    new = sorted(set(os.listdir(out)) - before)
-    if len(new) != 1:
-        raise SystemExit(f'{pin}: expected one wheel, got {new}')
-    return new[0]
+    return _new_wheel(out, before, pin)
 
 
 def build_mmcv(version: str, out: str) -> str:
@@ -215,6 +223,7 @@ def build_mmcv(version: str, out: str) -> str:
     mmcv, not mmcv-lite, so mmseg's and mmdet's checks find it) and with
     :data:`MMCV_EXT` as ``mmcv._ext``."""
     out = osp.abspath(out)
+    before = set(os.listdir(out))
     with tempfile.TemporaryDirectory() as tmp:
         _pip('download', '--no-deps', '--no-binary', ':all:',
              '--no-build-isolation', f'{MMCV}=={version}', '-d', tmp)
@@ -235,15 +244,13 @@ def build_mmcv(version: str, out: str) -> str:
             f.write(MMCV_EXT)
         _pip('wheel', '--no-deps', '--no-build-isolation', '-w', out, '.',
              cwd=src, env=dict(os.environ, MMCV_WITH_OPS='0'))
-    wheels = glob.glob(osp.join(out, f'{MMCV}-{version}-*.whl'))
-    if len(wheels) != 1:
-        raise SystemExit(f'mmcv {version}: expected one wheel, got {wheels}')
-    return osp.basename(wheels[0])
+    return _new_wheel(out, before, f'{MMCV}=={version}')
 
 
 def build(out: str, python_version: str, have_file: str) -> Dict:
     """Write the wheels and ``bundle.json`` (what was built, for which
     target) into ``out``; an existing bundle there is replaced."""
+    python_version = _major_minor(python_version)  # what install compares
     have = read_names(have_file)
     needed = closure(
         requirement_names(osp.join(REPO, 'requirements.txt')) + [MMCV], have,

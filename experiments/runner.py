@@ -714,12 +714,11 @@ def write_summary(experiment: Dict, out_dir: str) -> str:
                   '| --- | --- | --- | ---: | ---: | --- |']
         for t in target_rows(experiment['targets'], {
                 name: t['ratios'] for name, t in measured.items()}):
-            lines.append(
-                f'| {t["what"]} | {t["table"] or "-"} | {t["row"]} | ' + (
-                    'not measured | ' if t['value'] is None else
-                    f'{t["value"]:.2f}x | ') + f'{t["at_least"]}x | ' + (
-                    '' if t['met'] is None else
-                    'met' if t['met'] else '**missed**') + ' |')
+            value, verdict = ('not measured', '') if t['value'] is None \
+                else (f'{t["value"]:.2f}x', 'met' if t['met'] else
+                      '**missed**')
+            lines.append(f'| {t["what"]} | {t["table"] or "-"} | {t["row"]} '
+                         f'| {value} | {t["at_least"]}x | {verdict} |')
     summary = '\n'.join(lines) + '\n'
     write_text(osp.join(out_dir, 'summary.md'), summary)
     return summary

@@ -15,11 +15,9 @@ import importlib.metadata
 import sys
 from typing import Any, Callable
 
+from packaging.version import Version
+
 DEPENDENCY = 'mmpretrain.utils.dependency'
-
-
-def _major_minor(version: str) -> tuple:
-    return tuple(int(p) for p in version.split('.')[:2] if p.isdigit())
 
 
 def multimodal_breaks(
@@ -28,8 +26,8 @@ def multimodal_breaks(
     under transformers >= 5 (read from the installed metadata: nothing is
     imported)."""
     try:
-        return (_major_minor(version('mmpretrain')) <= (1, 2)
-                and _major_minor(version('transformers')) >= (5, ))
+        return (Version(version('mmpretrain')).release[:2] <= (1, 2)
+                and Version(version('transformers')).major >= 5)
     except importlib.metadata.PackageNotFoundError:
         return False
 
