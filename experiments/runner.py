@@ -44,6 +44,7 @@ results.json and results.png (metric vs images/s) in the work dir (default
 checkpoint, so a long experiment can run in sittings.
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -664,7 +665,6 @@ def run_tables(experiment: Dict, out_dir: str, quick: bool = False,
 def _measured(out_dir: str) -> Dict[str, Dict]:
     """table -> its setting and ``ratios`` (row -> ratio to the table's
     first row), of the tables written in ``out_dir``."""
-    import glob
     tables = {}
     for path in sorted(glob.glob(osp.join(out_dir, '[ec]_*.json'))) + \
             glob.glob(osp.join(out_dir, 'test_compile.json')):
