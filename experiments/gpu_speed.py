@@ -1,8 +1,9 @@
 # The GPU speed check (docs/results/benchmarks.md): what users run first,
 # fp16 autocast, every row a ratio to the first row of its table.
 #   - the whole UperNet DeiT-S 512 batch 8: dense, ATME (preset and
-#     few-merge, each also with the Triton merge in eager mode, and
-#     whole-line merges at 2 points), ToMe and EViT at ATME's block FLOPs,
+#     few-merge, each also with the Triton merge in eager mode, few-merge
+#     with the attention bias as a mask, not folded, and whole-line merges
+#     at 2 points), ToMe and EViT at ATME's block FLOPs,
 #     slim-half (ATME + half of the backbone and head channels, with either
 #     schedule) and CDCP alone, eager and compiled;
 #   - tools/test.py --compile --amp on the real evaluation path (mmseg's
@@ -34,6 +35,7 @@ _db = 'configs/upernet/upernet_deit_b_ade20k.py'
 _slim = 'configs/upernet/upernet_cait_s_slim-half_ade20k.py'
 _r = '@model.backbone.token_reducer'
 _w, _h = '@model.backbone.channel_widths', '@model.decode_head.channel_widths'
+_m = '@model.backbone.attn_bias_mode=mask'
 entries = {
     'deit-s': _d,
     'atme': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s',
@@ -46,6 +48,13 @@ entries = {
     # kernels a point, no choice to compute) at blocks 4 and 5: 0.52 of the
     # block FLOPs at 512, the nearest such pair of points to the preset's
     'atme-pool': f'{_d}{_r}.type=ATME{_r}.schedule=[[4,h,1.0],[5,v,1.0]]',
+    # the bias of proportional attention as SDPA's mask (a kernel that
+    # takes one: no FlashAttention), not folded into the heads ('auto' on
+    # CUDA: 3 cats and a copy in each biased block, 8 of them with
+    # deit-s-few): which is faster decides what 'auto' picks
+    'atme-few-mask': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s-few{_m}',
+    'atme-few-224-mask':
+    f'{_d}{_r}.type=ATME{_r}.schedule=[[3,h,1.0],[4,v,1.0]]{_m}',
     'atme-triton': f'{_d}{_r}.type=ATME{_r}.schedule=deit-s{_r}.kernel=triton',
     'atme-few-triton':
     f'{_d}{_r}.type=ATME{_r}.schedule=deit-s-few{_r}.kernel=triton',
@@ -78,8 +87,9 @@ _upernet_rows = ['deit-s', 'atme', 'atme-few', 'atme-pool', 'slim-half',
 tables = {
     'e_upernet_s_512_b8': dict(
         entries=['deit-s', 'atme', 'atme-few', 'atme-pool', 'atme-triton',
-                 'atme-few-triton', 'slim-half', 'slim-half-few',
-                 'cdcp-half'], options=_upernet + _peers_512),
+                 'atme-few-triton', 'atme-few-mask', 'slim-half',
+                 'slim-half-few', 'cdcp-half'],
+        options=_upernet + _peers_512),
     'c_upernet_s_512_b8': dict(entries=_upernet_rows,
                                options=_upernet + _peers_512),
     'c_upernet_s_512_b8_quick': dict(entries=_upernet_rows[:6],
@@ -89,7 +99,8 @@ tables = {
         options=['--part', part] + _b512)
        for mode in 'ec' for part in ('backbone', 'model')},
     'e_deit_s_224_b64': dict(
-        entries=['deit-s', 'atme', 'atme-few-224', 'atme-triton'],
+        entries=['deit-s', 'atme', 'atme-few-224', 'atme-few-224-mask',
+                 'atme-triton'],
         options=['--bound', '--batch-size', '64'] + _s224 + _peers_224),
     'c_deit_s_224_b64': dict(entries=['deit-s', 'atme', 'atme-few-224'],
                              options=['--batch-size', '64'] + _s224),

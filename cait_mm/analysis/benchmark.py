@@ -99,10 +99,12 @@ def bound_entries(entries: Sequence[Entry]) -> List[Entry]:
     Set against the dense row, the bound is the most that token schedule
     can give on the machine; against the reducer's row, the reducer's own
     cost. Entries whose reducers differ only in how they run (ATME's
-    ``kernel``) share the first one's bound.
+    ``kernel``, the backbone's ``attn_bias_mode``: a bound has no sizes,
+    so no bias) share the first one's bound.
     """
     out, bounds = [], []
     key = 'model.backbone.token_reducer'
+    bias_mode = 'model.backbone.attn_bias_mode'
     for entry in entries:
         out.append(entry)
         cfg = Config.fromfile(entry.config)
@@ -111,7 +113,8 @@ def bound_entries(entries: Sequence[Entry]) -> List[Entry]:
         if not reducer:
             continue
         overrides = {k: v for k, v in entry.overrides.items()
-                     if not (k == key or k.startswith(key + '.'))}
+                     if not (k == key or k.startswith(key + '.')
+                             or k == bias_mode)}
         bound = dict(type='TokenCountBound',
                      reducer=saved_config(reducer.to_dict()))
         base = Config.fromfile(entry.config).model.get('backbone', {})

@@ -27,6 +27,14 @@ from .compactor import ChannelGroup
 CHANNEL_GROUPS = ('qk', 'v', 'mlp')
 
 
+def dropout(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or ``nn.Identity()`` for ``p == 0``: a dropout of
+    0 still dispatches an operator in every call, 37 of a ViT-12's forward
+    (each a host cost in eager mode on a GPU, where the forward is
+    host-bound), for nothing."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def check_channel_groups(groups: Sequence[str]) -> Tuple[str, ...]:
     """Validate a list of CDCP channel group names."""
     groups = tuple(groups)
@@ -52,12 +60,13 @@ def fold_bias(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float
     """Fold an additive key bias into the heads, so that attention needs no
     mask and a fused kernel that takes none (FlashAttention) can run.
 
-    With ``q' = [q, 1, 0...]``, ``k' = [k, bias / scale, 0...]`` and
+    With ``q' = [q, 1 / scale, 0...]``, ``k' = [k, bias, 0...]`` and
     ``v' = [v, 0...]`` (head dim padded to a multiple of 8, as fused
     kernels want), ``softmax(scale * q' k'^T) v'`` is
     ``[softmax(scale * q k^T + bias) v, 0...]``: exact up to float rounding
-    (``-inf`` biases included: ``1 * -inf``; but CUDA's tiled kernels need
-    finite ones, :func:`~cait_mm.core.token_state.padding_bias`).
+    (``-inf`` biases included: ``1 / scale * -inf``; but CUDA's tiled
+    kernels need finite ones,
+    :func:`~cait_mm.core.token_state.padding_bias`).
 
     Args:
         q, k (Tensor): ``(B, h, N, d_qk)``.
@@ -73,10 +82,12 @@ def fold_bias(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float
     d_v = v.shape[-1]
     width = -(-(max(d, d_v) + 1) // 8) * 8
     # one cat per tensor with constant channels (cached, expanded: no
-    # copy) and the bias column: 4 kernels a block, where pads and an
-    # in-place write of the bias took 9
-    q = torch.cat([q, _channels(width - d, 1., q).expand(B, h, N, -1)], -1)
-    k_extra = [k, (bias.view(B, 1, N, 1) / scale).expand(B, h, N, 1)]
+    # copy): 3 kernels a block, where pads and an in-place write of the
+    # bias took 9; the scale sits in q's constant channel, so the bias
+    # column is the bias itself, not a quotient computed in every block
+    q_extra = _channels(width - d, 1. / scale, q)
+    q = torch.cat([q, q_extra.expand(B, h, N, -1)], -1)
+    k_extra = [k, bias.view(B, 1, N, 1).expand(B, h, N, 1)]
     if width - d > 1:
         k_extra.append(_channels(width - d - 1, 0., k).expand(B, h, N, -1))
     v = torch.cat([v, _channels(width - d_v, 0., v).expand(B, h, N, -1)],
@@ -157,7 +168,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(
             dim, num_heads * (2 * self.qk_dim + self.v_dim), bias=qkv_bias)
         self.proj = nn.Linear(num_heads * self.v_dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = dropout(proj_drop)
         groups = check_channel_groups(channel_groups)
         members = {g: sum(k == g for _, k, _ in self.QKV_SLICES)
                    for g in self.GROUPS}
@@ -274,9 +285,9 @@ class Mlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden_features)
         self.act = act_layer()
-        self.drop1 = nn.Dropout(drop)
+        self.drop1 = dropout(drop)
         self.fc2 = nn.Linear(hidden_features, in_features)
-        self.drop2 = nn.Dropout(drop)
+        self.drop2 = dropout(drop)
         #: CDCP group ``'mlp'``: the hidden units, after ``fc1``.
         self.compactor = ChannelGroup('mlp', 1, 1, hidden_features) \
             if 'mlp' in check_channel_groups(channel_groups) else None

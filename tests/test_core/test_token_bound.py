@@ -116,12 +116,15 @@ def test_bound_entries_follow_each_entry_with_a_reducer():
     tps = Entry(dense, {f'{key}.type': 'TPS', f'{key}.keep_ratio': 0.5,
                         'model.backbone.drop_path_rate': 0.})
     triton = Entry(cait, {f'{key}.kernel': 'triton'}, label='triton')
+    mask = Entry(cait, {'model.backbone.attn_bias_mode': 'mask'},
+                 label='mask')
     entries = bound_entries([Entry(dense, label='deit-s'), tps,
-                             Entry(cait, label='cait-s'), triton])
-    # the Triton merge has the same token counts: no second bound
+                             Entry(cait, label='cait-s'), triton, mask])
+    # the Triton merge and the bias as a mask have the same token counts
+    # (and a bound no bias): no second bound
     assert [e.name for e in entries] == [
         'deit-s', tps.name, f'{tps.name} bound', 'cait-s', 'cait-s bound',
-        'triton']
+        'triton', 'mask']
     # the reducer's dotted keys give way to the bound; other overrides stay
     assert entries[2].overrides == {
         'model.backbone.drop_path_rate': 0.,

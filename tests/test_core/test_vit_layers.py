@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block as TimmBlock
 
+from cait_mm.analysis.op_count import count_ops
 from cait_mm.core import Attention, Block
 from cait_mm.core.token_state import padding_bias
 from cait_mm.core.vit_layers import fold_bias
@@ -22,6 +23,21 @@ def test_block_matches_timm_block_and_has_its_weight_names():
     x = torch.randn(2, 17, 48)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
+
+
+def test_a_dropout_of_zero_dispatches_nothing_and_one_above_drops():
+    """A dropout of 0 (every preset's, all of them at inference) is no
+    operator; a rate above 0 still drops in training, not in eval."""
+    x = torch.randn(2, 17, 48)
+    plain = Block(48, 4, mlp_hidden=96).eval()
+    assert 'aten::dropout' not in count_ops(lambda: plain(x)).by_name
+    dropping = Block(48, 4, mlp_hidden=96, drop=0.5)
+    assert count_ops(lambda: dropping.eval()(x)).by_name[
+        'aten::dropout'] == 3
+    torch.manual_seed(0)
+    trained = dropping.train()(x)
+    with torch.no_grad():
+        assert not torch.allclose(trained, dropping.eval()(x))
 
 
 def test_block_halves_compose_to_the_block():

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from cait_mm.core import (Block, CompressionSpec, TokenState, attention_dtype,
                           block_widths, channel_groups, compact_block,
                           content_cells, parse_channel_prune)
+from cait_mm.core.vit_layers import dropout
 from cait_mm.registry import MODELS
 from .compressed_checkpoint import CompressedCheckpoint, load_vit_checkpoint
 from .vit_checkpoint import resize_pos_embed
@@ -181,7 +182,7 @@ class CAITViT(BaseModule):
         self.pos_embed = nn.Parameter(
             torch.zeros(1, self.num_prefix_tokens + self.pos_grid[0] *
                         self.pos_grid[1], embed_dims))
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = dropout(drop_rate)
         self._pos_cache: Dict[Tuple[int, int], tuple] = {}
 
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
