@@ -28,10 +28,35 @@ def padding_bias(dtype: torch.dtype) -> float:
     an online softmax over key tiles, and a tile of ``-inf`` logits gives
     ``-inf - (-inf) = NaN`` when the bias is folded into the keys
     (:func:`~cait_mm.core.vit_layers.fold_bias`). A 64th of the dtype's
-    lowest value stays finite there after the fold's ``/ scale`` (scales
-    down to 1/64), and ``exp`` of it is 0 in every float type.
+    lowest value stays finite there when the fold multiplies it by
+    ``1 / scale`` (up to 64), and ``exp`` of it is 0 in every float type.
     """
     return torch.finfo(dtype).min / 64
+
+
+#: Row stride, in elements, of an aligned attention bias. CUDA's fused
+#: kernels that take a mask (memory-efficient attention) want every stride
+#: but the last a multiple of 8: SDPA pads (copies) an unaligned mask in
+#: every block, an aligned one it reads as it is.
+BIAS_ALIGNMENT = 16
+
+
+def _with_prefix(bias: Tensor, num_prefix: int, aligned: bool) -> Tensor:
+    """``(B, N)`` -> ``(B, P + N)`` with zeros first (prefix tokens have size
+    1), with ``aligned`` a view of rows of a multiple of
+    :data:`BIAS_ALIGNMENT` elements: one cat with cached zeros (a pad would
+    be two kernels), none where neither is needed."""
+    B, N = bias.shape
+    length = num_prefix + N
+    tail = -length % BIAS_ALIGNMENT if aligned else 0
+    if not (num_prefix or tail):
+        return bias
+
+    def zeros(n):
+        return [shape_cached(('bias_zeros', B, n, bias.dtype, bias.device),
+                             lambda: bias.new_zeros(B, n))] if n else []
+    bias = torch.cat(zeros(num_prefix) + [bias] + zeros(tail), 1)
+    return bias[:, :length] if tail else bias
 
 
 @dataclass
@@ -100,7 +125,8 @@ class TokenState:
                                   self.device).flatten(1))
 
     def attn_bias(self, num_prefix_tokens: int,
-                  dtype: Optional[torch.dtype] = None) -> Optional[Tensor]:
+                  dtype: Optional[torch.dtype] = None,
+                  aligned: bool = False) -> Optional[Tensor]:
         """Additive attention bias over keys, ``(B, 1, 1, P + N)``.
 
         ``log(size)`` for proportional attention (prefix tokens have size 1,
@@ -108,11 +134,14 @@ class TokenState:
         ``None`` when there is neither, so attention stays unbiased and
         bit-identical to a plain ViT. Built once per reduction, in
         ``dtype`` (the attention's, so blocks need not cast it; default:
-        the sizes' dtype).
+        the sizes' dtype); ``aligned``: a view of rows of a multiple of
+        :data:`BIAS_ALIGNMENT` elements (a mask CUDA's kernels read as it
+        is).
         """
-        if self._bias is not None and self._bias[:2] == (num_prefix_tokens,
-                                                         dtype):
-            return self._bias[2]
+        cached = self._bias
+        if cached is not None and cached[:2] == (num_prefix_tokens, dtype) \
+                and cached[2] >= aligned:
+            return cached[3]
         pad = self.padding_mask()
         if self.size is None and pad is None:
             return None
@@ -127,17 +156,9 @@ class TokenState:
             bias = bias.masked_fill(pad, padding_bias(dtype or bias.dtype))
         if dtype is not None and bias.dtype != dtype:
             bias = bias.to(dtype)
-        if num_prefix_tokens:
-            # prefix tokens have size 1: zeros first (a cat is one kernel,
-            # a pad two)
-            B = bias.shape[0]
-            zeros = shape_cached(
-                ('bias_prefix', B, num_prefix_tokens, bias.dtype,
-                 bias.device),
-                lambda: bias.new_zeros(B, num_prefix_tokens))
-            bias = torch.cat([zeros, bias], 1)
+        bias = _with_prefix(bias, num_prefix_tokens, aligned)
         bias = bias.view(bias.shape[0], 1, 1, -1)
-        self._bias = (num_prefix_tokens, dtype, bias)
+        self._bias = (num_prefix_tokens, dtype, aligned, bias)
         return bias
 
     def restore(self, x: Tensor, num_prefix: int = 0) -> Tensor:

@@ -363,14 +363,16 @@ class CAITViT(BaseModule):
         dtype = attention_dtype(x)
         fold = self.attn_bias_mode == 'fold' or (
             self.attn_bias_mode == 'auto' and x.is_cuda)
-        attn_bias = state.attn_bias(prefix, dtype)
+        # a mask CUDA's kernels take without copying it in every block
+        aligned = x.is_cuda and not fold
+        attn_bias = state.attn_bias(prefix, dtype, aligned)
         reducer = self.token_reducer
         reduce_at = reducer.blocks if reducer is not None else ()
         for i, block in enumerate(self.blocks):
             if i in reduce_at:
                 x, attn = block.forward_attn(x, attn_bias, fold)
                 x, state = reducer(i, x, attn, state, prefix)
-                attn_bias = state.attn_bias(prefix, dtype)
+                attn_bias = state.attn_bias(prefix, dtype, aligned)
                 x = block.forward_mlp(x)
             else:
                 x = block(x, attn_bias, fold)

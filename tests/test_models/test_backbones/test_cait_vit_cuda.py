@@ -20,6 +20,9 @@ REDUCERS = {
         token_reducer=dict(type='ATME', schedule='deit-s',
                            granularity='line')),
     'tps-attn': dict(token_reducer=dict(type='TPS', keep_ratio=0.7)),
+    # the bias as an aligned mask (no FlashAttention), not folded
+    'atme-mask': dict(token_reducer=dict(type='ATME', schedule='deit-s'),
+                      attn_bias_mode='mask'),
 }
 GROUPS = dict(groups=('qk', 'v', 'mlp'))
 
@@ -43,8 +46,9 @@ def test_cuda_matches_cpu(name):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-3, atol=1e-3)
 
 
-def test_cuda_padded_batch_matches_single_images():
-    model = _model(**REDUCERS['atme-token']).cuda()
+@pytest.mark.parametrize('name', ['atme-token', 'atme-mask'])
+def test_cuda_padded_batch_matches_single_images(name):
+    model = _model(**REDUCERS[name]).cuda()
     x = torch.randn(2, 3, 256, 320, device='cuda')
     x[1, :, 192:] = 0
     x[1, :, :, 224:] = 0
