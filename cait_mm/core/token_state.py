@@ -138,7 +138,7 @@ class TokenState:
         :data:`BIAS_ALIGNMENT` elements (a mask CUDA's kernels read as it
         is).
         """
-        cached = self._bias
+        cached = self._bias  # an aligned bias serves either request
         if cached is not None and cached[:2] == (num_prefix_tokens, dtype) \
                 and cached[2] >= aligned:
             return cached[3]

@@ -137,6 +137,8 @@ def test_the_whole_forward_builds_each_bias_once_and_casts_nothing():
     assert first == second  # deterministic once the tables are built
     dense_ops = count_ops(lambda: dense(x))
     assert first.top_level - dense_ops.top_level <= FORWARD_ADDED_OPS
+    # dropouts of 0 (every one at inference) dispatch nothing
+    assert 'aten::dropout' not in dense_ops.by_name
     # proportional attention: one log(size) per merge, in the attention's
     # dtype already (no cast in any block)
     assert first.by_name['aten::log'] == 6
