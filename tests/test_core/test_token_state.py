@@ -59,7 +59,8 @@ def test_an_aligned_bias_is_the_same_bias_in_rows_of_16(num_prefix):
     # and an aligned request is not served an unaligned one
     state = TokenState(grid_size=(1, 9), size=size)
     first = state.attn_bias(num_prefix)
-    assert state.attn_bias(num_prefix, aligned=True).stride(0) == 16
+    assert state.attn_bias(num_prefix,
+                           aligned=True).stride(0) == BIAS_ALIGNMENT
     assert first.stride(0) == 3 + num_prefix
     # warm (the zeros cached): the log and one cat, as without alignment
     state = TokenState(grid_size=(1, 9), size=size)
